@@ -1,0 +1,31 @@
+"""Error types the package raises for bad input.
+
+Every error a user can cause derives from :class:`SentenceMTLError`, so the scripts catch that
+one type at their top level and print a short message instead of a traceback. Input errors also
+derive from the matching built-in (``ValueError``/``TypeError``/``FileNotFoundError``) so plain
+Python callers can catch what they expect.
+"""
+
+
+class SentenceMTLError(Exception):
+    """Base class: a problem with the caller's input, files or environment, not a bug."""
+
+
+class InvalidInputError(SentenceMTLError, ValueError):
+    """An argument has a bad value: an empty list, a batch size below 1, an unknown mode."""
+
+
+class InvalidTypeError(SentenceMTLError, TypeError):
+    """An argument has the wrong type, such as a non-string sentence."""
+
+
+class ModelLoadError(SentenceMTLError, OSError):
+    """A model cannot be found, reached, trusted or understood."""
+
+
+class DataError(SentenceMTLError, ValueError):
+    """A data file is missing, empty, malformed or inconsistent with the others."""
+
+
+class CheckpointError(SentenceMTLError, ValueError):
+    """A saved model or checkpoint is corrupt, partial or does not match its config."""
