@@ -146,6 +146,16 @@ class SentenceEncoder(nn.Module):
     def num_layers(self) -> int:
         return int(getattr(self.backbone.config, "num_hidden_layers", 0))
 
+    def transformer_layers(self) -> nn.ModuleList:
+        """The backbone's stack of transformer blocks, bottom first (BERT ``encoder.layer``, Qwen2 ``layers``)."""
+        for path in ("encoder.layer", "layers", "transformer.layer", "h", "block"):
+            module: Any = self.backbone
+            for attribute in path.split("."):
+                module = getattr(module, attribute, None)
+            if isinstance(module, nn.ModuleList):
+                return module
+        raise ModelLoadError(f"cannot find the transformer layers of {type(self.backbone).__name__}")
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(

@@ -1,0 +1,108 @@
+"""Session-wide fixtures: tiny random models built from a config, saved as sentence-transformers folders.
+
+They stand in for the seed's hub models (bge-large: BERT + CLS + normalize; stella: Qwen2 + mean +
+Dense), which cannot be downloaded here, so their loading logic is tested on the same structure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
+
+from sentence_mtl.model_files import packaged_model_path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value), encoding="utf-8")
+
+
+def _pooling_config(dim: int, mode: str) -> dict:
+    return {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": mode == "cls",
+        "pooling_mode_mean_tokens": mode == "mean",
+        "pooling_mode_max_tokens": mode == "max",
+        "pooling_mode_lasttoken": mode == "lasttoken",
+    }
+
+
+def build_tiny_bert_folder(folder: Path) -> Path:
+    """A 2-layer BERT saved the way bge-large-en-v1.5 is: CLS pooling, then Normalize."""
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _write_json(folder / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": 64, "do_lower_case": False})
+    _write_json(folder / "1_Pooling" / "config.json", _pooling_config(32, "cls"))
+    (folder / "2_Normalize").mkdir()
+    return folder
+
+
+def build_tiny_qwen2_folder(folder: Path) -> Path:
+    """A 2-layer Qwen2 saved the way stella_en_1.5B_v5 is: mean pooling, then a Dense 48 → 24, prompts."""
+    torch.manual_seed(1)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
+    tokenizer.padding_side = "left"
+    config = Qwen2Config(
+        vocab_size=tokenizer.vocab_size, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=96, max_position_embeddings=256,
+    )
+    Qwen2Model(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _write_json(folder / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense_24", "type": "sentence_transformers.models.Dense"},
+    ])
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": 96, "do_lower_case": False})
+    _write_json(folder / "1_Pooling" / "config.json", _pooling_config(48, "mean"))
+    _write_json(folder / "2_Dense_24" / "config.json", {
+        "in_features": 48, "out_features": 24, "bias": True,
+        "activation_function": "torch.nn.modules.linear.Identity",
+    })
+    save_file(
+        {"linear.weight": torch.randn(24, 48) * 0.1, "linear.bias": torch.randn(24) * 0.1},
+        str(folder / "2_Dense_24" / "model.safetensors"),
+    )
+    _write_json(folder / "config_sentence_transformers.json", {
+        "prompts": {"s2s_query": "Instruct: Retrieve semantically similar text.\nQuery: "},
+        "default_prompt_name": None,
+    })
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert_folder(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen2_folder(tmp_path_factory.mktemp("tiny_qwen2"))
+
+
+@pytest.fixture(scope="session")
+def packaged_encoder():
+    """The packaged all-MiniLM-L6-v2, loaded once per test session (read-only use)."""
+    from sentence_mtl import SentenceEncoder
+
+    return SentenceEncoder.from_pretrained(device="cpu")
