@@ -2,5 +2,6 @@
 
 from sentence_mtl.encoder import SentenceEncoder
 from sentence_mtl.errors import SentenceMTLError
+from sentence_mtl.multitask import MultiTaskModel, TaskSpec
 
-__all__ = ["SentenceEncoder", "SentenceMTLError"]
+__all__ = ["MultiTaskModel", "SentenceEncoder", "SentenceMTLError", "TaskSpec"]

@@ -68,7 +68,9 @@ def validate_sentences(sentences: Sequence[str] | str) -> list[str]:
     if isinstance(sentences, str):
         return [sentences]
     if not isinstance(sentences, Sequence):
-        raise InvalidTypeError(f"sentences must be a string or a list of strings, got {type(sentences).__name__}")
+        raise InvalidTypeError(
+            f"sentences must be a string or a list of strings, got {type(sentences).__name__}"
+        )
     if len(sentences) == 0:
         raise InvalidInputError("sentences is empty; pass at least one string")
     for index, sentence in enumerate(sentences):
@@ -147,7 +149,7 @@ class SentenceEncoder(nn.Module):
         return int(getattr(self.backbone.config, "num_hidden_layers", 0))
 
     def transformer_layers(self) -> nn.ModuleList:
-        """The backbone's stack of transformer blocks, bottom first (BERT ``encoder.layer``, Qwen2 ``layers``)."""
+        """The backbone's transformer blocks, bottom first (BERT ``encoder.layer``, Qwen2 ``layers``)."""
         for path in ("encoder.layer", "layers", "transformer.layer", "h", "block"):
             module: Any = self.backbone
             for attribute in path.split("."):
@@ -203,7 +205,7 @@ class SentenceEncoder(nn.Module):
         projection = settings["projection"]
         if projection is not None and projection.in_features != hidden:
             raise ModelLoadError(
-                f"the model's Dense module expects {projection.in_features} inputs but the backbone gives {hidden}"
+                f"the Dense module expects {projection.in_features} inputs but the backbone gives {hidden}"
             )
         if projection_dim is not None:
             if projection_dim < 0:
@@ -288,7 +290,9 @@ class SentenceEncoder(nn.Module):
             raise InvalidInputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         target = resolve_device(device) if device is not None else self.device
         if precision == "fp16" and target.type == "cpu":
-            raise InvalidInputError("fp16 on CPU is several times slower than fp32; use precision='bf16' or 'fp32'")
+            raise InvalidInputError(
+                "fp16 on CPU is several times slower than fp32; use precision='bf16' or 'fp32'"
+            )
         if self.device != target:
             self.to(target)
 
@@ -305,7 +309,9 @@ class SentenceEncoder(nn.Module):
             total=len(texts),
             desc="encode",
             unit="sent",
-            disable=not (show_progress_bar if show_progress_bar is not None else len(texts) > 10 * batch_size),
+            disable=not (
+                show_progress_bar if show_progress_bar is not None else logger.isEnabledFor(logging.INFO)
+            ),
         )
         was_training = self.training
         self.eval()
@@ -326,7 +332,9 @@ class SentenceEncoder(nn.Module):
                         batch["prompt_length"] = prompt_length
                         with autocast(target, precision):
                             embeddings = self(batch, normalize=normalize)
-                        chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = embeddings.float()
+                        chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = (
+                            embeddings.float()
+                        )
                         progress.update(len(order))
                     output[offset : offset + len(chunks[index])] = chunk_output.cpu()
                     offset += len(chunks[index])
@@ -351,14 +359,17 @@ class SentenceEncoder(nn.Module):
         batches = []
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batches.append((rows, self.tokenizer.pad([tokenized.ids[i] for i in rows], pin_memory=pin_memory)))
+            batches.append(
+                (rows, self.tokenizer.pad([tokenized.ids[i] for i in rows], pin_memory=pin_memory))
+            )
         return PreparedChunk(batches=batches, truncated=tokenized.truncated, tokens=int(lengths.sum()))
 
     # ------------------------------------------------------------------ description and saving
     def describe(self) -> dict[str, Any]:
         """The facts Task 1 prints: backbone, layers, pooling, projection, normalize, sizes, device."""
         projection = (
-            f"{self.projection.in_features} → {self.projection.out_features} ({self.projection.activation_name})"
+            f"{self.projection.in_features} → {self.projection.out_features} "
+            f"({self.projection.activation_name})"
             if self.projection is not None
             else "none"
         )
@@ -390,17 +401,22 @@ class SentenceEncoder(nn.Module):
         self.backbone.save_pretrained(folder)
         self.hf_tokenizer.save_pretrained(folder)
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-        _write_json(folder / "sentence_bert_config.json", {
-            "max_seq_length": self.max_length,
-            "do_lower_case": self.tokenizer.do_lower_case,
-        })
+        _write_json(
+            folder / "sentence_bert_config.json",
+            {
+                "max_seq_length": self.max_length,
+                "do_lower_case": self.tokenizer.do_lower_case,
+            },
+        )
         pooling_config = {"word_embedding_dimension": self.hidden_size}
         pooling_config.update({flag: self.pooling.mode == mode for flag, mode in _POOLING_FLAGS.items()})
         pooling_config["include_prompt"] = self.pooling.include_prompt
         _add_module(folder, modules, "Pooling", pooling_config)
         if self.projection is not None:
             dense = _add_module(folder, modules, "Dense", self.projection.sentence_transformers_config())
-            state = {key: value.detach().cpu().contiguous() for key, value in self.projection.state_dict().items()}
+            state = {
+                key: value.detach().cpu().contiguous() for key, value in self.projection.state_dict().items()
+            }
             save_file(state, str(dense / "model.safetensors"))
         if self.normalize:
             _add_module(folder, modules, "Normalize", None)
@@ -410,11 +426,14 @@ class SentenceEncoder(nn.Module):
         if self.default_prompt:
             default_name = next((k for k, v in prompts.items() if v == self.default_prompt), "default")
             prompts.setdefault(default_name, self.default_prompt)
-        _write_json(folder / "config_sentence_transformers.json", {
-            "prompts": prompts,
-            "default_prompt_name": default_name,
-            "similarity_fn_name": "cosine",
-        })
+        _write_json(
+            folder / "config_sentence_transformers.json",
+            {
+                "prompts": prompts,
+                "default_prompt_name": default_name,
+                "similarity_fn_name": "cosine",
+            },
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -429,7 +448,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError) as error:
         raise InvalidInputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+        raise InvalidInputError(
+            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
+        )
     return resolved
 
 
@@ -450,7 +471,9 @@ def _add_module(folder: Path, modules: list[dict], kind: str, config: dict | Non
     (folder / relative).mkdir()
     if config is not None:
         _write_json(folder / relative / "config.json", config)
-    modules.append({"idx": index, "name": str(index), "path": relative, "type": f"sentence_transformers.models.{kind}"})
+    modules.append(
+        {"idx": index, "name": str(index), "path": relative, "type": f"sentence_transformers.models.{kind}"}
+    )
     return folder / relative
 
 
@@ -515,7 +538,9 @@ def _load_dense(source: ModelSource, prefix: str) -> Projection:
         int(config["in_features"]),
         int(config["out_features"]),
         bias=bool(config.get("bias", True)),
-        activation=activation_name(str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))),
+        activation=activation_name(
+            str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+        ),
     )
     weights_path = source.file(f"{prefix}model.safetensors")
     if weights_path is not None:
@@ -532,7 +557,9 @@ def _load_dense(source: ModelSource, prefix: str) -> Projection:
     return projection
 
 
-def _load_backbone(source: ModelSource, subfolder: str, trust_remote_code: bool) -> tuple[PreTrainedModel, Any]:
+def _load_backbone(
+    source: ModelSource, subfolder: str, trust_remote_code: bool
+) -> tuple[PreTrainedModel, Any]:
     prefix = f"{subfolder}/" if subfolder else ""
     config = source.json(f"{prefix}config.json")
     if config is None:
@@ -542,7 +569,8 @@ def _load_backbone(source: ModelSource, subfolder: str, trust_remote_code: bool)
         raise ModelLoadError(
             f"{source.name} ships its own modelling code ({', '.join(sorted(set(auto_map.values())))}); "
             "without it transformers would build a different network (for stella, causal instead of "
-            "bidirectional attention). Review that code, then pass trust_remote_code=True (--trust-remote-code)"
+            "bidirectional attention). Review that code, then pass trust_remote_code=True "
+            "(--trust-remote-code)"
         )
     location = source.pretrained_location(subfolder)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -554,4 +582,3 @@ def _load_backbone(source: ModelSource, subfolder: str, trust_remote_code: bool)
     except (OSError, ValueError, KeyError) as error:
         raise ModelLoadError(f"cannot load the transformer of {source.name}: {error}") from error
     return backbone, hf_tokenizer
-

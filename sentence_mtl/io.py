@@ -24,7 +24,9 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     if target.exists() and not target.is_dir():
         raise InvalidInputError(f"{target} exists and is a file; choose a folder path")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise InvalidInputError(f"{target} already exists and is not empty; choose another path or overwrite it")
+        raise InvalidInputError(
+            f"{target} already exists and is not empty; choose another path or overwrite it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -38,7 +38,9 @@ def packaged_model_path() -> Path:
         )
     folder = Path(spec.origin).parent / "model"
     if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"the package {DEFAULT_MODEL_PACKAGE} has no model files under {folder}; reinstall it")
+        raise ModelLoadError(
+            f"the package {DEFAULT_MODEL_PACKAGE} has no model files under {folder}; reinstall it"
+        )
     return folder
 
 
@@ -99,7 +101,9 @@ def resolve_model(name_or_path: str | Path | None) -> ModelSource:
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError(f"{path} is a file, not a model folder; pass the folder that holds config.json")
+            raise ModelLoadError(
+                f"{path} is a file, not a model folder; pass the folder that holds config.json"
+            )
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"{path} is not a model folder: it has neither modules.json (sentence-transformers) "

@@ -35,7 +35,8 @@ def activation_name(class_path: str) -> str:
         if class_path == path or class_path.rsplit(".", 1)[-1].lower() == name:
             return name
     raise InvalidInputError(
-        f"unsupported Dense activation {class_path!r}. Supported: {', '.join(ACTIVATION_CLASS_PATHS.values())}"
+        f"unsupported Dense activation {class_path!r}. "
+        f"Supported: {', '.join(ACTIVATION_CLASS_PATHS.values())}"
     )
 
 
@@ -49,9 +50,7 @@ class Projection(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "identity"):
         super().__init__()
         if in_features < 1 or out_features < 1:
-            raise InvalidInputError(
-                f"projection sizes must be positive, got {in_features} → {out_features}"
-            )
+            raise InvalidInputError(f"projection sizes must be positive, got {in_features} → {out_features}")
         if activation not in ACTIVATIONS:
             raise InvalidInputError(
                 f"unknown activation {activation!r}. Valid activations are: {', '.join(ACTIVATIONS)}"

@@ -41,16 +41,23 @@ def build_tiny_bert_folder(folder: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    _write_json(folder / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": 64, "do_lower_case": False})
     _write_json(folder / "1_Pooling" / "config.json", _pooling_config(32, "cls"))
     (folder / "2_Normalize").mkdir()
@@ -63,30 +70,46 @@ def build_tiny_qwen2_folder(folder: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
     tokenizer.padding_side = "left"
     config = Qwen2Config(
-        vocab_size=tokenizer.vocab_size, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=96, max_position_embeddings=256,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=96,
+        max_position_embeddings=256,
     )
     Qwen2Model(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    _write_json(folder / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Dense_24", "type": "sentence_transformers.models.Dense"},
-    ])
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Dense_24", "type": "sentence_transformers.models.Dense"},
+        ],
+    )
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": 96, "do_lower_case": False})
     _write_json(folder / "1_Pooling" / "config.json", _pooling_config(48, "mean"))
-    _write_json(folder / "2_Dense_24" / "config.json", {
-        "in_features": 48, "out_features": 24, "bias": True,
-        "activation_function": "torch.nn.modules.linear.Identity",
-    })
+    _write_json(
+        folder / "2_Dense_24" / "config.json",
+        {
+            "in_features": 48,
+            "out_features": 24,
+            "bias": True,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        },
+    )
     save_file(
         {"linear.weight": torch.randn(24, 48) * 0.1, "linear.bias": torch.randn(24) * 0.1},
         str(folder / "2_Dense_24" / "model.safetensors"),
     )
-    _write_json(folder / "config_sentence_transformers.json", {
-        "prompts": {"s2s_query": "Instruct: Retrieve semantically similar text.\nQuery: "},
-        "default_prompt_name": None,
-    })
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "prompts": {"s2s_query": "Instruct: Retrieve semantically similar text.\nQuery: "},
+            "default_prompt_name": None,
+        },
+    )
     return folder
 
 

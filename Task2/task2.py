@@ -1,0 +1,153 @@
+"""Task 2: one shared sentence encoder, one classification head per task (topic and sentiment).
+
+Prints the architecture, the tensor shapes flowing from the encoder into each head, the parameter
+counts, and predictions for a few sentences. Without --checkpoint the heads are freshly
+initialised, so their predictions are random; train them with Task4/task4.py and pass the folder
+it saves to see real ones.
+
+Copy and paste, from the repository root:
+
+    python Task2/task2.py                                   # all-MiniLM-L6-v2 + untrained linear heads
+    python Task2/task2.py --head mlp --seed 1
+    python Task2/task2.py --tasks topic=business,sports sentiment=neg,pos --sentences "What a match!"
+    python Task2/task2.py --checkpoint OUTPUT_DIR/best      # a model saved by Task 4: real predictions
+    python Task2/task2.py --model BAAI/bge-small-en-v1.5 --device cuda   # any hub model (needs network)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from transformers.utils import logging as transformers_logging
+
+from sentence_mtl import SentenceEncoder, SentenceMTLError
+from sentence_mtl.demo import DEMO_TASK_LABELS
+from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.model_files import DEFAULT_MODEL_NAME
+from sentence_mtl.multitask import HEAD_TYPES, MultiTaskModel, TaskSpec
+
+# ---------------------------------------------------------------------- defaults
+DEFAULT_TASKS = {"topic": DEMO_TASK_LABELS["topic"], "sentiment": ["negative", "neutral", "positive"]}
+DEFAULT_HEAD = "linear"
+DEFAULT_SEED = 0
+SAMPLE_SENTENCES = [
+    "The striker scored twice in the final minutes of the match.",
+    "Shares of the chip maker fell after a weak quarterly forecast.",
+    "This ramen was the best meal I have had all year!",
+    "The new phone's battery drains far too quickly.",
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help=f"encoder folder or hub name (default: {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--head", choices=HEAD_TYPES, help=f"head type (default: {DEFAULT_HEAD})")
+    default_tasks = " ".join(f"{name}={','.join(labels)}" for name, labels in DEFAULT_TASKS.items())
+    parser.add_argument(
+        "--tasks", nargs="+", metavar="NAME=LABEL,LABEL", help=f"tasks and labels (default: {default_tasks})"
+    )
+    parser.add_argument("--sentences", nargs="+", default=SAMPLE_SENTENCES, help="sentences to classify")
+    parser.add_argument("--checkpoint", help="folder from MultiTaskModel.save, e.g. Task 4's OUTPUT_DIR/best")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the model's own modelling code")
+    parser.add_argument("--seed", type=int, help=f"seed of the untrained heads (default: {DEFAULT_SEED})")
+    return parser.parse_args()
+
+
+def parse_tasks(words: list[str]) -> list[TaskSpec]:
+    """``NAME=LABEL,LABEL,...`` words → TaskSpecs (the package checks the names and labels)."""
+    tasks = []
+    for word in words:
+        name, equals, labels = word.partition("=")
+        if not equals or not labels:
+            raise InvalidInputError(
+                f"--tasks {word!r} is not NAME=LABEL,LABEL,... (as in sentiment=negative,neutral,positive)"
+            )
+        tasks.append(TaskSpec(name, [label.strip() for label in labels.split(",")]))
+    return tasks
+
+
+def main() -> int:
+    args = parse_args()
+    transformers_logging.disable_progress_bar()
+
+    # ------------------------------------------------------------------ build or load the model
+    if args.checkpoint:
+        clashing = [flag for flag in ("model", "head", "tasks", "seed") if getattr(args, flag) is not None]
+        if clashing:
+            raise InvalidInputError(
+                f"--checkpoint brings its own encoder, heads and tasks; drop --{', --'.join(clashing)}"
+            )
+        model = MultiTaskModel.load(
+            args.checkpoint, device=args.device, trust_remote_code=args.trust_remote_code
+        )
+    else:
+        tasks = parse_tasks(args.tasks) if args.tasks else [TaskSpec(n, v) for n, v in DEFAULT_TASKS.items()]
+        encoder = SentenceEncoder.from_pretrained(
+            args.model or DEFAULT_MODEL_NAME, trust_remote_code=args.trust_remote_code, device=args.device
+        )
+        torch.manual_seed(DEFAULT_SEED if args.seed is None else args.seed)
+        model = MultiTaskModel(encoder, tasks, head=args.head or DEFAULT_HEAD)
+    model.eval()
+    facts = model.describe()
+    encoder_facts = facts["encoder"]
+
+    # ------------------------------------------------------------------ architecture
+    print(f"MultiTaskModel: {facts['head']} heads on {encoder_facts['model']} ({encoder_facts['device']})")
+    print(
+        f"├─ backbone    {encoder_facts['backbone']}, {encoder_facts['layers']} layers, "
+        f"hidden {encoder_facts['hidden_size']}"
+    )
+    print(f"├─ pooling     {encoder_facts['pooling']}")
+    print(f"├─ projection  {encoder_facts['projection']}")
+    print(f"├─ normalize   {'L2' if encoder_facts['normalize'] else 'no'}")
+    print(f"└─ embedding   {encoder_facts['embedding_dim']} dims, shared by every head")
+    width = max(len(name) for name in facts["tasks"])
+    for index, (name, head) in enumerate(facts["tasks"].items()):
+        branch = "└─" if index == len(facts["tasks"]) - 1 else "├─"
+        print(
+            f"   {branch} {name:<{width}}  {' → '.join(head['layers'])}  "
+            f"→ {head['out_features']} logits: {', '.join(head['labels'])}"
+        )
+
+    # ------------------------------------------------------------------ shapes: one encoder pass, every head
+    tokens = model.encoder.tokenize(args.sentences)
+    batch = {key: value.to(model.encoder.device) for key, value in tokens.items()}
+    with torch.inference_mode():
+        embeddings = model.encoder(batch)
+        logits = model.classify(embeddings)
+    print(f"\nShapes: one encoder pass for {len(args.sentences)} sentences, then every head")
+    print(f"  input_ids {tuple(batch['input_ids'].shape)} → encoder → embeddings {tuple(embeddings.shape)}")
+    for name, values in logits.items():
+        print(f"  embeddings {tuple(embeddings.shape)} → heads[{name!r}] → logits {tuple(values.shape)}")
+
+    # ------------------------------------------------------------------ parameters
+    report = model.parameter_report()
+    rows = [("shared encoder", report["shared"])]
+    rows += [(f"head {name}", counts) for name, counts in report["heads"].items()]
+    rows.append(("total", report["total"]))
+    print(f"\nParameters  {'':<20}{'trainable':>12}{'frozen':>12}")
+    for label, counts in rows:
+        print(f"  {label:<30}{counts['trainable']:>12,}{counts['frozen']:>12,}")
+
+    # ------------------------------------------------------------------ predictions
+    if args.checkpoint:
+        print(f"\nPredictions (trained heads from {args.checkpoint})")
+    else:
+        print("\nPredictions from UNTRAINED heads: their weights are random, so these labels mean nothing.")
+        print("Train with Task4/task4.py and pass --checkpoint OUTPUT_DIR/best for real predictions.")
+    for sentence, prediction in zip(args.sentences, model.predict(args.sentences), strict=True):
+        print(f"  {sentence}")
+        guesses = (f"{task}: {top['label']} ({top['probability']:.2f})" for task, top in prediction.items())
+        print("    " + "   ".join(guesses))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SentenceMTLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,485 @@
+"""TaskSpec and MultiTaskModel: one shared sentence encoder, one small classification head per task.
+
+The encoder runs once per batch and every head reads the same embedding, so adding a task costs
+one linear layer, not another transformer. Heads return logits; the loss (cross-entropy) and any
+softmax live outside the model, so no caller can apply softmax twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sentence_mtl.encoder import SentenceEncoder, resolve_device
+from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError, ModelLoadError
+from sentence_mtl.io import atomic_directory
+
+HEAD_TYPES = ("linear", "mlp")
+CONFIG_NAME = "multitask_config.json"
+WEIGHTS_NAME = "model.safetensors"
+ENCODER_DIR = "encoder"
+FORMAT = "sentence_mtl.MultiTaskModel"
+FORMAT_VERSION = 1
+FREEZE_SPECS = "none, encoder, top:K, head:NAME, or parts joined with '+' such as top:2+head:topic"
+# Names of a backbone's final norm, applied after its top layer: Qwen2/Llama/Mistral, GPT-2.
+FINAL_NORM_NAMES = ("norm", "ln_f")
+# Task names become ModuleDict keys, command-line words (topic=a,b) and freeze specs (head:topic).
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_ENCODER_PREFIX = "encoder."
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's name and its label names; their order fixes the head's output units (logit i ↔ labels[i]).
+
+    ``labels`` may be any sequence of strings; it is stored as a tuple, so a spec is hashable.
+    """
+
+    name: str
+    labels: Sequence[str]
+
+    def __post_init__(self) -> None:
+        name, labels = self.name, self.labels
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"a task name must be a string, got {type(name).__name__}")
+        if not _TASK_NAME.fullmatch(name):
+            raise InvalidInputError(
+                f"task name {name!r} is empty or odd; use letters, digits, '_' and '-' (as in topic, sst-2)"
+            )
+        if hasattr(nn.ModuleDict(), name):
+            raise InvalidInputError(f"task name {name!r} clashes with an nn.ModuleDict attribute; rename it")
+        if isinstance(labels, str) or not isinstance(labels, Iterable):
+            raise InvalidTypeError(
+                f"task {name!r}: labels must be a list of strings, not {type(labels).__name__}"
+            )
+        labels = tuple(labels)
+        for label in labels:
+            if not isinstance(label, str) or not label.strip():
+                raise InvalidInputError(f"task {name!r}: each label must be a non-empty str, not {label!r}")
+        if len(labels) < 2:
+            raise InvalidInputError(
+                f"task {name!r} has {len(labels)} label(s) {list(labels)}; a classifier needs two or more"
+            )
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise InvalidInputError(f"task {name!r} lists the label(s) {duplicates} twice; list each once")
+        # The dataclass is frozen, so the tuple is stored through object.__setattr__.
+        object.__setattr__(self, "labels", labels)
+
+
+def build_head(kind: str, in_features: int, out_features: int, dropout: float, hidden: int) -> nn.Sequential:
+    """``linear``: dropout → linear. ``mlp``: linear → GELU → dropout → linear (``hidden`` units)."""
+    if kind == "linear":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_features)
+    )
+
+
+class MultiTaskModel(nn.Module):
+    """A :class:`SentenceEncoder` shared by one classification head per task (``self.heads[task]``).
+
+    The default ``linear`` head is the standard probe of sentence embeddings (SentEval, Conneau &
+    Kiela 2018): on pooled, normalised embeddings a linear classifier is enough, and fine-tuning
+    moves the features to where a linear boundary separates the classes. Use ``mlp`` when the
+    encoder is frozen: its features cannot move, so the head itself must add non-linearity.
+    """
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        tasks: Sequence[TaskSpec],
+        head: str = "linear",
+        dropout: float = 0.1,
+        hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(tasks, TaskSpec) or not isinstance(tasks, Sequence) or len(tasks) == 0:
+            raise InvalidInputError("tasks must be a non-empty list of TaskSpec: [TaskSpec('topic', labels)]")
+        for task in tasks:
+            if not isinstance(task, TaskSpec):
+                raise InvalidTypeError(f"tasks must hold TaskSpec objects, got {type(task).__name__}")
+        names = [task.name for task in tasks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise InvalidInputError(f"task name(s) {duplicates} appear twice; give each task a unique name")
+        if head not in HEAD_TYPES:
+            raise InvalidInputError(f"unknown head type {head!r}. Valid heads are: {', '.join(HEAD_TYPES)}")
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+            raise InvalidInputError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if hidden is not None and head != "mlp":
+            raise InvalidInputError(f"hidden={hidden} sizes the mlp head only; drop it or pass head='mlp'")
+        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+            raise InvalidInputError(f"hidden must be a positive integer, got {hidden!r}")
+        self.encoder = encoder
+        self.tasks = tuple(tasks)
+        self.head_type = head
+        self.dropout = float(dropout)
+        self.hidden = (hidden or encoder.embedding_dim) if head == "mlp" else None
+        dim = encoder.embedding_dim
+        self.heads = nn.ModuleDict(
+            {
+                task.name: build_head(head, dim, len(task.labels), self.dropout, self.hidden or dim)
+                for task in self.tasks
+            }
+        )
+        self.heads.to(encoder.device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, features: dict[str, torch.Tensor], task: str | None = None
+    ) -> dict[str, torch.Tensor] | torch.Tensor:
+        """Encode a tokenised batch once; return ``{task: logits}`` for every head, or one task's logits."""
+        return self.classify(self.encoder(features), task)
+
+    def classify(
+        self, embeddings: torch.Tensor, task: str | None = None
+    ) -> dict[str, torch.Tensor] | torch.Tensor:
+        """Run only the heads on ``(batch, embedding_dim)`` embeddings; forward and cached paths share it."""
+        if task is None:
+            return {name: head(embeddings) for name, head in self.heads.items()}
+        return self._head(task)(embeddings)
+
+    def _head(self, task: str) -> nn.Module:
+        if task not in self.heads:
+            raise InvalidInputError(f"unknown task {task!r}; known tasks are: {', '.join(self.heads)}")
+        return self.heads[task]
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        """Like ``nn.Module.train``, but a fully frozen encoder stays in eval mode.
+
+        Its dropout would only add noise to features that cannot adapt, and would make ``forward``
+        differ from training the heads on cached embeddings (computed in eval mode). The freezing
+        methods re-apply the current mode, so the rule holds whichever is called last.
+        """
+        super().train(mode)
+        if mode and self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def predict(
+        self,
+        sentences: Sequence[str] | str,
+        batch_size: int = 32,
+        return_distribution: bool = False,
+        device: str | torch.device | None = None,
+    ) -> list[dict[str, dict[str, Any]]]:
+        """For each sentence, ``{task: {"label": name, "probability": p}}`` (+ ``"distribution"`` if asked).
+
+        Embeddings come from :meth:`SentenceEncoder.encode` (length-sorted batches, no padding waste,
+        input order kept); the heads then run on all of them at once. ``device`` moves the model
+        there first, and it stays there.
+        """
+        if device is not None:
+            self.to(resolve_device(device))
+        embeddings = self.encoder.encode(sentences, batch_size=batch_size, convert_to="tensor")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                logits = self.classify(embeddings.to(self.encoder.device))
+        finally:
+            self.train(was_training)
+        results: list[dict[str, dict[str, Any]]] = [{} for _ in range(len(embeddings))]
+        for task in self.tasks:
+            probabilities = logits[task.name].float().softmax(dim=-1).cpu()
+            best, indices = probabilities.max(dim=-1)
+            rows = probabilities.tolist() if return_distribution else None
+            for row, (probability, index) in enumerate(zip(best.tolist(), indices.tolist(), strict=True)):
+                prediction: dict[str, Any] = {"label": task.labels[index], "probability": probability}
+                if rows is not None:
+                    prediction["distribution"] = dict(zip(task.labels, rows[row], strict=True))
+                results[row][task.name] = prediction
+        return results
+
+    # ------------------------------------------------------------------ freezing
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when no encoder parameter requires a gradient (its embeddings can then be cached)."""
+        return not any(parameter.requires_grad for parameter in self.encoder.parameters())
+
+    def freeze_encoder(self) -> None:
+        """Freeze every encoder parameter; only the heads train."""
+        _set_trainable(self.encoder, False)
+        self.train(self.training)
+
+    def unfreeze_top_layers(self, k: int) -> None:
+        """Freeze the encoder, then make the top ``k`` transformer layers trainable again.
+
+        With ``k > 0`` what sits between the top layer and the embedding trains too: the backbone's
+        final norm (Qwen2 ``norm``, GPT-2 ``ln_f``) and the projection, since both only reshape
+        what the trained layers produce. The token embeddings stay frozen, and so does BERT's
+        ``pooler``, which the sentence embedding never uses.
+        """
+        layers = self.encoder.transformer_layers()
+        _check_layer_count(k, len(layers))
+        self.freeze_encoder()
+        if k == 0:
+            return
+        for layer in layers[len(layers) - k :]:
+            _set_trainable(layer, True)
+        for name in FINAL_NORM_NAMES:
+            module = getattr(self.encoder.backbone, name, None)
+            if isinstance(module, nn.Module):
+                _set_trainable(module, True)
+        if self.encoder.projection is not None:
+            _set_trainable(self.encoder.projection, True)
+        self.train(self.training)  # the encoder may leave eval mode again (see train)
+
+    def freeze_head(self, name: str) -> None:
+        """Freeze one task's head, such as a head trained earlier that another task must not move."""
+        _set_trainable(self._head(name), False)
+
+    def apply_freeze(self, spec: str) -> None:
+        """Set what trains from a spec: ``none`` | ``encoder`` | ``top:K`` | ``head:NAME``, joined with ``+``.
+
+        The spec describes the whole state: every parameter is made trainable first, then each part
+        freezes its share, so applying the same spec twice gives the same result. The spec is
+        checked completely before anything changes.
+        """
+        if not isinstance(spec, str):
+            raise InvalidTypeError(f"a freeze spec is a string such as 'top:2', not {type(spec).__name__}")
+        if not spec.strip():
+            raise InvalidInputError(f"the freeze spec is empty; valid specs are: {FREEZE_SPECS}")
+        parts = [part.strip() for part in spec.split("+")]
+        if "none" in parts and len(parts) > 1:
+            raise InvalidInputError(f"freeze spec {spec!r} combines 'none' with other parts; use it alone")
+        encoder_parts = [part for part in parts if part == "encoder" or part.startswith("top:")]
+        if len(encoder_parts) > 1:
+            raise InvalidInputError(
+                f"freeze spec {spec!r} sets the encoder twice ({' and '.join(encoder_parts)}); keep one"
+            )
+        actions: list[Callable[[], None]] = []
+        frozen_heads: set[str] = set()
+        encoder_frozen = False
+        for part in parts:
+            kind, _, value = part.partition(":")
+            if part == "none":
+                continue
+            if part == "encoder":
+                actions.append(self.freeze_encoder)
+                encoder_frozen = True
+            elif kind == "top":
+                k = _parse_layer_count(value, part)
+                _check_layer_count(k, len(self.encoder.transformer_layers()))
+                actions.append(partial(self.unfreeze_top_layers, k))
+                encoder_frozen = k == 0
+            elif kind == "head":
+                self._head(value)
+                actions.append(partial(self.freeze_head, value))
+                frozen_heads.add(value)
+            else:
+                raise InvalidInputError(
+                    f"unknown freeze spec part {part!r} in {spec!r}; valid specs are: {FREEZE_SPECS}"
+                )
+        if encoder_frozen and frozen_heads == set(self.heads):
+            raise InvalidInputError(
+                f"freeze spec {spec!r} leaves nothing to train; keep a head or some layers trainable"
+            )
+        _set_trainable(self, True)
+        for action in actions:
+            action()
+        self.train(self.training)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters an optimizer should get: those that require a gradient."""
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
+
+    def parameter_report(self) -> dict[str, Any]:
+        """Trainable and frozen parameter counts: shared encoder, each head, and the whole model."""
+        return {
+            "shared": _count(self.encoder.parameters()),
+            "heads": {name: _count(head.parameters()) for name, head in self.heads.items()},
+            "total": _count(self.parameters()),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The encoder's facts and, per task, the head's layers and sizes (what Task 2 prints)."""
+        return {
+            "encoder": self.encoder.describe(),
+            "head": self.head_type,
+            "tasks": {
+                task.name: {
+                    "labels": list(task.labels),
+                    "layers": [_layer_summary(layer) for layer in self.heads[task.name]],
+                    "in_features": self.encoder.embedding_dim,
+                    "out_features": len(task.labels),
+                }
+                for task in self.tasks
+            },
+        }
+
+    # ------------------------------------------------------------------ saving and loading
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write ``multitask_config.json``, the head weights and ``encoder/`` atomically into ``path``.
+
+        ``encoder/`` is a sentence-transformers folder, so the fine-tuned encoder also loads on its
+        own (in this package or in sentence-transformers). No pickle: weights are safetensors.
+        """
+        path = Path(path)
+        state = {key: value.detach().cpu().contiguous() for key, value in self._own_state().items()}
+        with atomic_directory(path, overwrite=overwrite) as staging:
+            save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": FORMAT})
+            summary = {key: value for key, value in self.encoder.describe().items() if key != "device"}
+            config = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "tasks": [{"name": task.name, "labels": list(task.labels)} for task in self.tasks],
+                "head": self.head_type,
+                "dropout": self.dropout,
+                "hidden": self.hidden,
+                "encoder": summary,
+            }
+            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            (staging / CONFIG_NAME).write_text(text, encoding="utf-8")
+            (staging / ENCODER_DIR).mkdir()
+            self.encoder.write_sentence_transformers_folder(staging / ENCODER_DIR)
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str | torch.device | None = None, *, trust_remote_code: bool = False
+    ) -> MultiTaskModel:
+        """Rebuild a model written by :meth:`save`, in eval mode; mismatch or corruption → CheckpointError.
+
+        ``trust_remote_code`` is needed when the encoder ships its own modelling code (stella).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path} is not a folder; pass a folder written by MultiTaskModel.save")
+        config_file = path / CONFIG_NAME
+        config = _read_config(config_file)
+        try:
+            tasks = [TaskSpec(task["name"], task["labels"]) for task in config["tasks"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{config_file}: its task list is malformed ({error})") from error
+        encoder_dir = path / ENCODER_DIR
+        if not (encoder_dir / "modules.json").is_file():
+            raise CheckpointError(f"{encoder_dir / 'modules.json'} is missing; the checkpoint is incomplete")
+        try:
+            encoder = SentenceEncoder.from_pretrained(
+                encoder_dir, trust_remote_code=trust_remote_code, device=device
+            )
+        except ModelLoadError as error:
+            raise CheckpointError(f"{encoder_dir}: the encoder does not load: {error}") from error
+        try:
+            head, dropout, hidden = config["head"], config["dropout"], config["hidden"]
+            model = cls(encoder, tasks, head=head, dropout=dropout, hidden=hidden)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{config_file}: {error}") from error
+        model._load_own_state(path / WEIGHTS_NAME)
+        return model.eval()
+
+    def _own_state(self) -> dict[str, torch.Tensor]:
+        """Everything outside the encoder (the heads); the encoder is saved as its own folder."""
+        return {key: value for key, value in self.state_dict().items() if not key.startswith(_ENCODER_PREFIX)}
+
+    def _load_own_state(self, file: Path) -> None:
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing; the checkpoint is incomplete, save the model again")
+        try:
+            state = load_file(str(file))
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(
+                f"{file} is not a readable safetensors file ({error}); it is corrupt, save the model again"
+            ) from error
+        expected = self._own_state()
+        problems = []
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing:
+            problems.append(f"missing {missing}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected}")
+        problems += [
+            f"{key} has shape {tuple(state[key].shape)} but the config needs {tuple(value.shape)}"
+            for key, value in expected.items()
+            if key in state and state[key].shape != value.shape
+        ]
+        if problems:
+            raise CheckpointError(
+                f"{file} does not match {CONFIG_NAME} ({'; '.join(problems)}); the weights belong to another "
+                "model (a different task set, labels or head type). Keep each folder's files together"
+            )
+        self.load_state_dict(state, strict=False)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    """Set ``requires_grad``; freezing also drops a stale gradient, which an optimizer would still apply."""
+    for parameter in module.parameters():
+        parameter.requires_grad_(trainable)
+        if not trainable:
+            parameter.grad = None
+
+
+def _count(parameters: Iterable[nn.Parameter]) -> dict[str, int]:
+    trainable = frozen = 0
+    for parameter in parameters:
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+        else:
+            frozen += parameter.numel()
+    return {"trainable": trainable, "frozen": frozen, "total": trainable + frozen}
+
+
+def _parse_layer_count(value: str, part: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInputError(f"freeze spec part {part!r}: K must be a whole number, as in top:2") from None
+
+
+def _check_layer_count(k: int, layers: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise InvalidTypeError(f"the number of top layers must be an integer, got {type(k).__name__}")
+    if not 0 <= k <= layers:
+        raise InvalidInputError(
+            f"top:{k} is out of range; the encoder has {layers} transformer layers (K from 0 to {layers})"
+        )
+
+
+def _layer_summary(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return f"Linear({layer.in_features} → {layer.out_features})"
+    if isinstance(layer, nn.Dropout):
+        return f"Dropout({layer.p})"
+    return type(layer).__name__
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    """Read and check ``multitask_config.json``; every problem names the file."""
+    if not file.is_file():
+        raise CheckpointError(
+            f"{file} is missing; a MultiTaskModel folder holds {CONFIG_NAME}, {WEIGHTS_NAME} and "
+            f"{ENCODER_DIR}/ (written by MultiTaskModel.save)"
+        )
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{file} is not valid JSON ({error}); it is corrupt, save the model again"
+        ) from error
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f'{file} is not a MultiTaskModel config (no "format": "{FORMAT}")')
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has format_version {config.get('format_version')!r}; this package reads {FORMAT_VERSION}"
+        )
+    missing = [key for key in ("tasks", "head", "dropout", "hidden") if key not in config]
+    if missing:
+        raise CheckpointError(f"{file} lacks {', '.join(missing)}; it is incomplete, save the model again")
+    return config
