@@ -1,0 +1,829 @@
+"""The multi-task training loop: task-sampled batches, weighted losses, evaluation, checkpoints.
+
+Stage order follows Hugging Face's ``run_glue_no_trainer.py``; the checkpoint holds everything a
+resumed run needs to continue bit-for-bit on CPU, as nanoGPT's does. Every batch belongs to one
+task (MT-DNN, Liu et al. 2019), so datasets with disjoint sentences train one model together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from sentence_mtl.batching import length_grouped_batches, random_batches
+from sentence_mtl.data import Split, TaskData, load_demo_tasks, load_task_folder, parse_task_argument
+from sentence_mtl.encoder import SentenceEncoder, resolve_device
+from sentence_mtl.errors import CheckpointError, InvalidInputError, SentenceMTLError
+from sentence_mtl.io import atomic_directory, atomic_write_text
+from sentence_mtl.metrics import classification_metrics, majority_baseline
+from sentence_mtl.multitask import MultiTaskModel, TaskSpec
+from sentence_mtl.sampling import SAMPLING_STRATEGIES, TaskSampler, make_sampler
+from sentence_mtl.weighting import LOSS_WEIGHTINGS, LossWeighting, make_weighting, parse_static_weights
+
+logger = logging.getLogger(__name__)
+
+AMP_MODES = ("auto", "fp32", "bf16", "fp16")
+CLASS_WEIGHTS = ("none", "balanced")
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+class TrainingDivergedError(SentenceMTLError, RuntimeError):
+    """Too many steps had a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(SentenceMTLError, KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; a resumable ``last/`` checkpoint was written first."""
+
+
+@dataclass
+class TrainingConfig:
+    """Every knob of a run. Defaults are the best setting measured on the dev sets (see README)."""
+
+    output_dir: str = "runs/task4"
+    tasks: list[str] = field(default_factory=list)
+    dev_fraction: float = 0.1
+    model: str | None = None
+    trust_remote_code: bool = False
+    max_length: int | None = 128
+    head: str = "linear"
+    dropout: float = 0.1
+    hidden: int | None = None
+    freeze: str = "none"
+    epochs: float = 4.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    grad_accumulation: int = 1
+    encoder_lr: float = 5e-5
+    head_lr: float = 1e-3
+    layer_decay: float = 1.0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    sampling: str = "proportional"
+    temperature: float = 2.0
+    loss_weighting: str = "equal"
+    loss_weights: str | None = None  # for static weighting: "topic=1,sentiment=0.5"
+    class_weights: str = "none"
+    label_smoothing: float = 0.0
+    group_by_length: bool = True
+    amp: str = "auto"
+    eval_every: int | None = None
+    patience: int | None = None
+    max_bad_steps: int = 20
+    seed: int = 0
+    device: str | None = None
+    log_every: int = 50
+    cache_embeddings: bool = True
+
+    def validate(self) -> None:
+        """Reject impossible values with a message that names the option."""
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accumulation": self.grad_accumulation,
+            "log_every": self.log_every,
+            "max_bad_steps": self.max_bad_steps,
+        }
+        positive.update(
+            {
+                name: value
+                for name, value in (
+                    ("max_steps", self.max_steps),
+                    ("eval_every", self.eval_every),
+                    ("patience", self.patience),
+                    ("max_length", self.max_length),
+                )
+                if value is not None
+            }
+        )
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(
+                    f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
+                )
+        if not self.epochs > 0 and self.max_steps is None:
+            raise InvalidInputError(f"--epochs must be positive, got {self.epochs}")
+        for name in ("encoder_lr", "head_lr"):
+            if not getattr(self, name) >= 0:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        checks = [
+            (0 < self.layer_decay <= 1, f"--layer-decay must be in (0, 1], got {self.layer_decay}"),
+            (0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}",
+            ),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 turns it off), got {self.grad_clip}"),
+            (self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; valid: {', '.join(AMP_MODES)}"),
+            (
+                self.class_weights in CLASS_WEIGHTS,
+                f"unknown --class-weights {self.class_weights!r}; valid: {', '.join(CLASS_WEIGHTS)}",
+            ),
+            (
+                self.sampling in SAMPLING_STRATEGIES,
+                f"unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLING_STRATEGIES)}",
+            ),
+            (
+                self.loss_weighting in LOSS_WEIGHTINGS,
+                f"unknown loss weighting {self.loss_weighting!r}; valid: {', '.join(LOSS_WEIGHTINGS)}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidInputError(message)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        known = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+# ---------------------------------------------------------------------- data preparation
+
+
+@dataclass
+class TokenizedSplit:
+    """A split tokenised once: token ids per text (unpadded), lengths and label ids."""
+
+    ids: list[list[int]]
+    lengths: np.ndarray
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def tokenize_split(encoder: SentenceEncoder, split: Split) -> TokenizedSplit:
+    tokenized = encoder.tokenizer.token_ids(split.texts)
+    if tokenized.truncated:
+        logger.warning(
+            "%s: %d texts truncated to %d tokens", split.source, tokenized.truncated, encoder.max_length
+        )
+    return TokenizedSplit(tokenized.ids, tokenized.lengths, torch.tensor(split.labels, dtype=torch.long))
+
+
+class TaskBatchStream:
+    """Endless batches of one task's training split; reshuffled each pass, resumable exactly.
+
+    With ``group_by_length`` batches hold texts of similar length (shuffled buckets), so padding
+    stays small while the order stays random.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.group_by_length = group_by_length
+        self.rng = np.random.default_rng(seed)
+        self.batches: list[np.ndarray] = []
+        self.position = 0
+        self.passes = 0
+
+    def __next__(self) -> np.ndarray:
+        if self.position >= len(self.batches):
+            if self.group_by_length:
+                self.batches = length_grouped_batches(self.lengths, self.batch_size, self.rng)
+            else:
+                self.batches = random_batches(len(self.lengths), self.batch_size, self.rng)
+            self.position = 0
+            self.passes += 1
+        batch = self.batches[self.position]
+        self.position += 1
+        return batch
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "batches": [batch.tolist() for batch in self.batches],
+            "position": self.position,
+            "passes": self.passes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.batches = [np.asarray(batch, dtype=np.int64) for batch in state["batches"]]
+        self.position = int(state["position"])
+        self.passes = int(state["passes"])
+
+
+# ---------------------------------------------------------------------- optimisation
+
+
+def is_no_decay(name: str, parameter: nn.Parameter) -> bool:
+    """Biases and normalisation weights get no weight decay (Loshchilov & Hutter 2019, common practice)."""
+    lowered = name.lower()
+    return parameter.ndim < 2 or "norm" in lowered or lowered.endswith(".bias")
+
+
+def parameter_groups(
+    model: MultiTaskModel, weighting: LossWeighting, config: TrainingConfig
+) -> list[dict[str, Any]]:
+    """AdamW groups: encoder (with layer-wise LR decay), heads, loss-weighting parameters.
+
+    Layer-wise decay (Howard & Ruder 2018, ULMFiT's discriminative fine-tuning; Clark et al. 2020)
+    gives layer ``i`` of ``L`` the rate ``encoder_lr · decay^(L-1-i)`` and the embeddings
+    ``encoder_lr · decay^L``, so lower, more general layers move less.
+    """
+    encoder = model.encoder
+    layers = encoder.transformer_layers()
+    depth = len(layers)
+    layer_of: dict[int, int] = {}
+    for index, layer in enumerate(layers):
+        for parameter in layer.parameters():
+            layer_of[id(parameter)] = index
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+
+    def add(parameter: nn.Parameter, lr: float, decay: bool) -> None:
+        if parameter.requires_grad:
+            groups.setdefault((lr, config.weight_decay if decay else 0.0), []).append(parameter)
+
+    embedding_ids = {id(p) for p in encoder.backbone.get_input_embeddings().parameters()}
+    for name, parameter in encoder.named_parameters():
+        if id(parameter) in layer_of:
+            scale = config.layer_decay ** (depth - 1 - layer_of[id(parameter)])
+        elif id(parameter) in embedding_ids or "embed" in name:
+            scale = config.layer_decay**depth
+        else:
+            scale = 1.0
+        add(parameter, config.encoder_lr * scale, not is_no_decay(name, parameter))
+    for name, parameter in model.heads.named_parameters():
+        add(parameter, config.head_lr, not is_no_decay(name, parameter))
+    for parameter in weighting.parameters():
+        add(parameter, config.head_lr, False)
+    return [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
+
+
+def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak rate, then linear decay to zero (BERT's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``auto``: bf16 (or fp16 without bf16 support) on CUDA, fp32 elsewhere."""
+    if amp != "auto":
+        if amp == "fp16" and device.type != "cuda":
+            raise InvalidInputError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or fp32")
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast_context(device: torch.device, amp: str) -> Any:
+    if amp == "fp32":
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``n / (k · count_c)``, scikit-learn's "balanced" weights; absent classes get weight 0."""
+    counts = torch.bincount(labels, minlength=n_classes).float()
+    weights = labels.numel() / (n_classes * counts.clamp(min=1))
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+# ---------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class TrainState:
+    """Counters and history saved in every checkpoint."""
+
+    step: int = 0
+    micro_step: int = 0
+    best_score: float = -math.inf
+    best_step: int = 0
+    evals_without_improvement: int = 0
+    bad_steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    """Owns the model, data, optimiser and checkpoints of one run. Use :func:`train` for one call."""
+
+    def __init__(self, config: TrainingConfig, tasks: list[TaskData], model: MultiTaskModel | None = None):
+        config.validate()
+        if not tasks:
+            raise InvalidInputError("no tasks to train; pass --task NAME=DIR or use the built-in demo data")
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"task names must be unique, got {names}")
+        self.config = config
+        self.tasks = {task.name: task for task in tasks}
+        self.output_dir = Path(config.output_dir)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        self.device = resolve_device(config.device)
+        self.amp = resolve_amp(config.amp, self.device)
+        if model is None:
+            encoder = SentenceEncoder.from_pretrained(
+                config.model,
+                max_length=config.max_length,
+                trust_remote_code=config.trust_remote_code,
+                device=self.device,
+            )
+            specs = [TaskSpec(task.name, task.labels) for task in tasks]
+            model = MultiTaskModel(
+                encoder, specs, head=config.head, dropout=config.dropout, hidden=config.hidden
+            )
+        self.model = model.to(self.device)
+        self.model.apply_freeze(config.freeze)
+        self._check_labels()
+
+        # Tokenise every split once.
+        encoder = self.model.encoder
+        self.train_data = {name: tokenize_split(encoder, task.train) for name, task in self.tasks.items()}
+        self.dev_data = {
+            name: tokenize_split(encoder, task.dev) for name, task in self.tasks.items() if task.dev
+        }
+        self.test_data = {
+            name: tokenize_split(encoder, task.test) for name, task in self.tasks.items() if task.test
+        }
+        self.cached = self.model.encoder_frozen and config.cache_embeddings
+        self.embedding_cache: dict[tuple[str, str], torch.Tensor] = {}
+
+        # Batching, task sampling, loss weighting, class weights.
+        self.streams = {
+            name: TaskBatchStream(
+                data.lengths, config.batch_size, config.seed + 1 + index, config.group_by_length
+            )
+            for index, (name, data) in enumerate(sorted(self.train_data.items()))
+        }
+        sizes = {name: len(data) for name, data in self.train_data.items()}
+        self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
+        static_weights = (
+            parse_static_weights(config.loss_weights, sorted(self.tasks)) if config.loss_weights else None
+        )
+        self.weighting: LossWeighting = make_weighting(
+            config.loss_weighting, sorted(self.tasks), static_weights
+        ).to(self.device)
+        self.class_weights = {
+            name: balanced_class_weights(data.labels, len(self.tasks[name].labels)).to(self.device)
+            if config.class_weights == "balanced"
+            else None
+            for name, data in self.train_data.items()
+        }
+
+        # Steps, optimiser, schedule.
+        self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in self.train_data.values())
+        self.total_steps = config.max_steps or max(
+            1, math.ceil(config.epochs * self.batches_per_epoch / config.grad_accumulation)
+        )
+        self.eval_every = config.eval_every or max(1, self.batches_per_epoch // config.grad_accumulation)
+        params = parameter_groups(self.model, self.weighting, config)
+        if not params:
+            raise InvalidInputError(f"--freeze {config.freeze!r} leaves nothing to train")
+        self.optimizer = torch.optim.AdamW(params, fused=self.device.type == "cuda")
+        warmup = int(config.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(warmup, self.total_steps)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self.state = TrainState()
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _check_labels(self) -> None:
+        for name, task in self.tasks.items():
+            spec = next(spec for spec in self.model.tasks if spec.name == name)
+            if list(spec.labels) != list(task.labels):
+                raise InvalidInputError(
+                    f"task {name!r}: the model's labels {list(spec.labels)} "
+                    f"differ from the data's {task.labels}"
+                )
+
+    def _features(self, data: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = self.model.encoder.tokenizer.pad(
+            [data.ids[i] for i in rows], pin_memory=self.device.type == "cuda"
+        )
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+
+    def _embeddings(self, split: str, task: str, data: TokenizedSplit) -> torch.Tensor:
+        """Embeddings of a whole split from the frozen encoder, computed once (the fast path)."""
+        key = (split, task)
+        if key not in self.embedding_cache:
+            self.embedding_cache[key] = self._encode_all(data)
+        return self.embedding_cache[key]
+
+    @torch.inference_mode()
+    def _encode_all(self, data: TokenizedSplit, batch_size: int = 128) -> torch.Tensor:
+        encoder = self.model.encoder
+        was_training = encoder.training
+        encoder.eval()
+        output = torch.empty((len(data), encoder.embedding_dim), device=self.device)
+        order = np.argsort(-data.lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            with autocast_context(self.device, self.amp):
+                output[torch.from_numpy(rows).to(self.device)] = encoder(self._features(data, rows)).float()
+        encoder.train(was_training)
+        return output
+
+    def _logits(self, task: str, data: TokenizedSplit, rows: np.ndarray, split: str) -> torch.Tensor:
+        if self.cached:
+            embeddings = self._embeddings(split, task, data)[torch.from_numpy(rows).to(self.device)]
+            return self.model.classify(embeddings, task)
+        return self.model(self._features(data, rows), task)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.inference_mode()
+    def predict_split(self, task: str, data: TokenizedSplit, split: str, batch_size: int = 128) -> np.ndarray:
+        """Predicted label ids of a whole split, in its original order."""
+        was_training = self.model.training
+        self.model.eval()
+        predictions = torch.empty(len(data), dtype=torch.long)
+        order = np.argsort(-data.lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            with autocast_context(self.device, self.amp):
+                logits = self._logits(task, data, rows, split)
+            predictions[torch.from_numpy(rows)] = logits.argmax(dim=-1).cpu()
+        self.model.train(was_training)
+        return predictions.numpy()
+
+    def evaluate(self, split: str = "dev") -> dict[str, dict[str, Any]]:
+        """Accuracy, macro-F1, per-class report and confusion matrix for every task with that split."""
+        datasets = self.dev_data if split == "dev" else self.test_data
+        results = {}
+        for task, data in sorted(datasets.items()):
+            predictions = self.predict_split(task, data, split)
+            results[task] = classification_metrics(data.labels.numpy(), predictions, self.tasks[task].labels)
+        return results
+
+    def baselines(self, split: str) -> dict[str, dict[str, Any]]:
+        datasets = self.dev_data if split == "dev" else self.test_data
+        return {
+            task: majority_baseline(
+                self.train_data[task].labels.numpy(), data.labels.numpy(), self.tasks[task].labels
+            )
+            for task, data in sorted(datasets.items())
+        }
+
+    # ------------------------------------------------------------------ training step
+    def _loss(self, task: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(
+            logits.float(),
+            labels,
+            weight=self.class_weights[task],
+            label_smoothing=self.config.label_smoothing,
+        )
+        return self.weighting(task, loss)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimiser step over ``grad_accumulation`` single-task batches; returns losses per task."""
+        self.model.train()
+        losses: dict[str, list[torch.Tensor]] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        for _ in range(self.config.grad_accumulation):
+            task = self.sampler.next_task()
+            rows = next(self.streams[task])
+            data = self.train_data[task]
+            labels = data.labels[torch.from_numpy(rows)].to(self.device, non_blocking=True)
+            with autocast_context(self.device, self.amp):
+                logits = self._logits(task, data, rows, "train")
+            loss = self._loss(task, logits, labels)
+            finite &= torch.isfinite(loss)
+            self.scaler.scale(loss / self.config.grad_accumulation).backward()
+            losses.setdefault(task, []).append(loss.detach())
+            self.state.micro_step += 1
+        # One host sync per optimiser step: skip the update when any loss was NaN/inf.
+        if not bool(finite):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.bad_steps += 1
+            logger.warning(
+                "step %d: non-finite loss, update skipped (%d so far)", self.state.step, self.state.bad_steps
+            )
+            if self.state.bad_steps >= self.config.max_bad_steps:
+                raise TrainingDivergedError(
+                    f"{self.state.bad_steps} steps had a NaN/inf loss; stopped. The last good checkpoint in "
+                    f"{self.output_dir} is intact: lower --encoder-lr/--head-lr or use --amp fp32, "
+                    "then --resume"
+                )
+        else:
+            if self.config.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in self.optimizer.param_groups for p in group["params"]],
+                    self.config.grad_clip,
+                )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.step += 1
+        return {task: torch.stack(values).mean() for task, values in losses.items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_best(self) -> None:
+        self.model.save(self.output_dir / "best", overwrite=True)
+
+    def save_last(self) -> None:
+        """Model + optimiser + scheduler + sampler + batch streams + RNG + counters + config, atomically."""
+        with atomic_directory(self.output_dir / "last", overwrite=True) as staging:
+            self.model.save(staging / "model")
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "weighting": self.weighting.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                },
+                staging / OPTIMIZER_FILE,
+            )
+            state = {
+                "config": asdict(self.config),
+                "train_state": asdict(self.state),
+                "sampler": self.sampler.state_dict(),
+                "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
+                "numpy_rng": _jsonable_numpy_state(),
+                "tasks": {name: task.labels for name, task in self.tasks.items()},
+            }
+            (staging / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    def load_last(self, folder: Path) -> None:
+        """Restore a ``last/`` checkpoint written by :meth:`save_last` (the model weights included)."""
+        state_file, optimizer_file = folder / STATE_FILE, folder / OPTIMIZER_FILE
+        for file in (state_file, optimizer_file):
+            if not file.is_file():
+                raise CheckpointError(
+                    f"{file} is missing; {folder} is not a complete checkpoint to resume from"
+                )
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            tensors = torch.load(optimizer_file, map_location=self.device, weights_only=True)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"cannot read the checkpoint in {folder}: {error}") from error
+        saved_tasks = state.get("tasks", {})
+        current = {name: task.labels for name, task in self.tasks.items()}
+        if saved_tasks != current:
+            raise CheckpointError(
+                f"{folder} was trained on tasks {saved_tasks}, but this run has {current}; "
+                "use the same --task set"
+            )
+        loaded = MultiTaskModel.load(folder / "model", device=self.device)
+        self.model.load_state_dict(loaded.state_dict())
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        self.scheduler.load_state_dict(tensors["scheduler"])
+        self.scaler.load_state_dict(tensors["scaler"])
+        self.weighting.load_state_dict(tensors["weighting"])
+        torch.set_rng_state(tensors["torch_rng"].cpu())
+        if tensors["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in tensors["cuda_rng"]])
+        self.sampler.load_state_dict(state["sampler"])
+        for name, stream_state in state["streams"].items():
+            self.streams[name].load_state_dict(stream_state)
+        np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
+        self.state = TrainState(**state["train_state"])
+
+    # ------------------------------------------------------------------ the loop
+    @contextmanager
+    def _signals_write_checkpoint(self) -> Iterator[None]:
+        """SIGINT/SIGTERM finish the current step, then the loop saves ``last/`` and stops."""
+
+        def handler(signum: int, _frame: Any) -> None:
+            self._stop_signal = signum
+
+        previous = {}
+        in_main_thread = True
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:
+            in_main_thread = False
+        try:
+            yield
+        finally:
+            if in_main_thread:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
+        dev = self.evaluate("dev")
+        score = (
+            float(np.mean([result["macro_f1"] for result in dev.values()]))
+            if dev
+            else -float(self.state.step)
+        )
+        improved = score > self.state.best_score
+        record = {
+            "event": "eval",
+            "step": self.state.step,
+            "score": score,
+            "improved": improved,
+            **{f"{task}/{metric}": dev[task][metric] for task in dev for metric in ("accuracy", "macro_f1")},
+        }
+        self.state.history.append(record)
+        self._log(record)
+        logger.info(
+            "step %d: dev mean macro-F1 %.4f%s", self.state.step, score, " (best)" if improved else ""
+        )
+        if improved:
+            self.state.best_score, self.state.best_step = score, self.state.step
+            self.state.evals_without_improvement = 0
+            self.save_best()
+        else:
+            self.state.evals_without_improvement += 1
+        self.save_last()
+        patience = self.config.patience
+        return patience is not None and self.state.evals_without_improvement >= patience
+
+    def fit(self, show_progress: bool = True) -> dict[str, Any]:
+        """Train to ``total_steps`` (or early stop), then evaluate the best checkpoint on dev and test."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        start_step = self.state.step
+        progress = tqdm(
+            total=self.total_steps, initial=start_step, desc="train", unit="step", disable=not show_progress
+        )
+        running: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        stopped_early = False
+        with self._signals_write_checkpoint():
+            started = time.perf_counter()
+            while self.state.step < self.total_steps:
+                losses = self.train_step()
+                for task, loss in losses.items():
+                    running[task] = running.get(task, torch.zeros((), device=self.device)) + loss
+                    counts[task] = counts.get(task, 0) + 1
+                progress.update(1)
+                step = self.state.step
+                if step % config.log_every == 0 or step == self.total_steps:
+                    means = {task: float(total) / counts[task] for task, total in running.items()}
+                    progress.set_postfix({f"{task}_loss": f"{value:.3f}" for task, value in means.items()})
+                    self._log(
+                        {
+                            "event": "train",
+                            "step": step,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "loss": means,
+                            "task_weights": self.weighting.weights(),
+                        }
+                    )
+                    running, counts = {}, {}
+                if step % self.eval_every == 0 or step == self.total_steps:
+                    self.state.train_seconds += time.perf_counter() - started
+                    stop = self._evaluate_and_checkpoint()
+                    started = time.perf_counter()
+                    if stop:
+                        stopped_early = True
+                        break
+                if self._stop_signal is not None:
+                    self.state.train_seconds += time.perf_counter() - started
+                    self.save_last()
+                    progress.close()
+                    raise TrainingInterrupted(
+                        f"stopped by signal {self._stop_signal} at step {step}; "
+                        f"resume with --resume {self.output_dir}"
+                    )
+        progress.close()
+        return self.final_report(stopped_early, start_step)
+
+    def final_report(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
+        """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``."""
+        best = MultiTaskModel.load(self.output_dir / "best", device=self.device)
+        self.model.load_state_dict(best.state_dict())
+        self.embedding_cache.clear()
+        metrics: dict[str, Any] = {"dev": self.evaluate("dev")}
+        if self.test_data:
+            metrics["test"] = self.evaluate("test")
+        metrics["baseline"] = {"dev": self.baselines("dev")}
+        if self.test_data:
+            metrics["baseline"]["test"] = self.baselines("test")
+        metrics.update(
+            {
+                "best_step": self.state.best_step,
+                "best_dev_score": self.state.best_score,
+                "steps": self.state.step,
+                "resumed_from_step": start_step or None,
+                "stopped_early": stopped_early,
+                "skipped_steps": self.state.bad_steps,
+                "train_seconds": round(self.state.train_seconds, 2),
+                "embeddings_cached": self.cached,
+                "amp": self.amp,
+                "parameters": self.model.parameter_report(),
+                "task_weights": self.weighting.weights(),
+                "sampling_probabilities": self.sampler.probabilities(),
+                "dev_split_carved": {name: task.dev_carved for name, task in self.tasks.items()},
+                "config": asdict(self.config),
+                "hardware": hardware_description(self.device),
+                "history": self.state.history,
+            }
+        )
+        atomic_write_text(self.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        return metrics
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} CPU ({os.cpu_count()} cores, {threads} threads), torch {torch.__version__}"
+
+
+def _jsonable_numpy_state() -> list[Any]:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return [kind, keys.tolist(), int(position), int(has_gauss), float(cached)]
+
+
+def _numpy_state_from_json(state: list[Any]) -> tuple[Any, ...]:
+    kind, keys, position, has_gauss, cached = state
+    return kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached
+
+
+def prepare_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to mix a new run into an existing one unless asked to overwrite or resume."""
+    if resume:
+        if not (output_dir / "last").is_dir():
+            raise CheckpointError(
+                f"--resume {output_dir}: there is no {output_dir / 'last'} checkpoint to resume"
+            )
+        return
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise InvalidInputError(
+                f"output folder {output_dir} is not empty; "
+                "pass --overwrite to replace it or --resume to continue it"
+            )
+        for name in ("best", "last", "metrics.json", "log.jsonl"):
+            path = output_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def load_tasks(config: TrainingConfig) -> list[TaskData]:
+    """The tasks a config names (``NAME=DIR`` folders), or the built-in demo tasks when it names none."""
+    if not config.tasks:
+        return load_demo_tasks(seed=config.seed)
+    tasks = []
+    for text in config.tasks:
+        name, folder = parse_task_argument(text)
+        tasks.append(load_task_folder(name, folder, seed=config.seed, dev_fraction=config.dev_fraction))
+    return tasks
+
+
+def load_saved_config(output_dir: str | Path, device: str | None = None) -> TrainingConfig:
+    """The config of the run whose ``last/`` checkpoint is in ``output_dir`` (for ``--resume``)."""
+    state_file = Path(output_dir) / "last" / STATE_FILE
+    try:
+        saved = json.loads(state_file.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"cannot resume from {output_dir}: {state_file} is missing or unreadable"
+        ) from error
+    return TrainingConfig.from_dict({**saved, "output_dir": str(output_dir), "device": device})
+
+
+def train(
+    config: TrainingConfig,
+    tasks: list[TaskData] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) one training run end to end and return its metrics (also in metrics.json).
+
+    ``tasks`` defaults to :func:`load_tasks` of the config. To resume, pass the config from
+    :func:`load_saved_config` and ``resume=True``.
+    """
+    output_dir = Path(config.output_dir)
+    prepare_output_dir(output_dir, overwrite, resume)
+    trainer = Trainer(config, tasks if tasks is not None else load_tasks(config))
+    if resume:
+        trainer.load_last(output_dir / "last")
+    return trainer.fit(show_progress=show_progress)
