@@ -6,8 +6,13 @@ Dense), which cannot be downloaded here, so their loading logic is tested on the
 
 from __future__ import annotations
 
-import json
 import os
+
+# Before transformers/huggingface_hub are imported: the tests never touch the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import json
 from pathlib import Path
 
 import pytest
@@ -16,9 +21,6 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
 
 from sentence_mtl.model_files import packaged_model_path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _write_json(path: Path, value: object) -> None:

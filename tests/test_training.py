@@ -1,0 +1,269 @@
+"""The training loop on a tiny model: it learns, freezes, caches, resumes and fails safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
+from sentence_mtl.data import Split, TaskData
+from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.training import (
+    Trainer,
+    TrainingConfig,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    balanced_class_weights,
+    linear_schedule,
+    load_saved_config,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPIC_TEXTS = {
+    "sport": ["the striker scored a goal", "the team won the final match", "a great tennis serve"],
+    "money": ["the bank raised interest rates", "stocks fell sharply today", "the company reported profit"],
+    "food": ["this soup tastes of garlic", "bake the bread for an hour", "fresh pasta with tomato sauce"],
+}
+MOOD_TEXTS = {
+    "bad": ["i hated every minute", "a terrible awful experience", "worst day ever"],
+    "good": ["i loved it so much", "a wonderful delightful day", "best meal of my life"],
+}
+
+
+def toy_task(name: str, texts: dict[str, list[str]]) -> TaskData:
+    labels = sorted(texts)
+    split = Split(
+        texts=[t for label in labels for t in texts[label]],
+        labels=[labels.index(label) for label in labels for _ in texts[label]],
+        source=f"toy {name}",
+    )
+    return TaskData(name=name, labels=labels, train=split, dev=split, test=split, dev_carved=False)
+
+
+def toy_tasks() -> list[TaskData]:
+    return [toy_task("topic", TOPIC_TEXTS), toy_task("mood", MOOD_TEXTS)]
+
+
+def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
+    values = dict(
+        output_dir=str(output_dir),
+        model=str(tiny_bert_dir),
+        batch_size=4,
+        max_steps=12,
+        eval_every=4,
+        encoder_lr=1e-3,
+        head_lr=1e-2,
+        warmup_ratio=0.0,
+        seed=3,
+        device="cpu",
+        log_every=2,
+    )
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+def head_weights(output_dir: Path, folder: str = "best") -> dict[str, torch.Tensor]:
+    return load_file(str(output_dir / folder / "model.safetensors"))
+
+
+def test_the_loop_overfits_a_tiny_dataset(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    # Mean pooling without normalisation: a random tiny BERT's normalised CLS vectors are nearly
+    # parallel, which would make this a test of the random init rather than of the loop.
+    tasks = toy_tasks()
+    torch.manual_seed(0)
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, pooling="mean", normalize=False, device="cpu")
+    model = MultiTaskModel(encoder, [TaskSpec(task.name, task.labels) for task in tasks], dropout=0.0)
+    config = tiny_config(tiny_bert_dir, tmp_path / "run", max_steps=80, eval_every=20)
+    metrics = Trainer(config, tasks, model=model).fit(show_progress=False)
+    assert metrics["dev"]["topic"]["accuracy"] == 1.0
+    assert metrics["dev"]["mood"]["accuracy"] == 1.0
+    losses = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    topic_losses = [
+        record["loss"]["topic"]
+        for record in losses
+        if record["event"] == "train" and "topic" in record["loss"]
+    ]
+    assert topic_losses[-1] < topic_losses[0] / 5
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(written) >= {"dev", "test", "baseline", "config", "hardware", "history"}
+    assert written["test"]["topic"]["confusion_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
+
+
+def test_frozen_encoder_stays_frozen_and_uses_the_cache(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_bert_dir, tmp_path / "frozen", freeze="encoder")
+    trainer = Trainer(config, toy_tasks())
+    before = {name: p.detach().clone() for name, p in trainer.model.encoder.named_parameters()}
+    heads_before = {name: p.detach().clone() for name, p in trainer.model.heads.named_parameters()}
+    metrics = trainer.fit(show_progress=False)
+    assert metrics["embeddings_cached"]
+    for name, parameter in trainer.model.encoder.named_parameters():
+        torch.testing.assert_close(parameter, before[name], rtol=0, atol=0)
+    assert any(not torch.equal(p, heads_before[n]) for n, p in trainer.model.heads.named_parameters())
+
+
+def test_cached_fast_path_equals_the_slow_path(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    fast = train(
+        tiny_config(tiny_bert_dir, tmp_path / "fast", freeze="encoder"), toy_tasks(), show_progress=False
+    )
+    slow = train(
+        tiny_config(tiny_bert_dir, tmp_path / "slow", freeze="encoder", cache_embeddings=False),
+        toy_tasks(),
+        show_progress=False,
+    )
+    assert fast["embeddings_cached"] and not slow["embeddings_cached"]
+    fast_heads, slow_heads = head_weights(tmp_path / "fast"), head_weights(tmp_path / "slow")
+    for key in fast_heads:
+        torch.testing.assert_close(fast_heads[key], slow_heads[key], atol=1e-5, rtol=1e-4)
+    assert fast["dev"] == slow["dev"]
+
+
+def test_resume_ends_with_the_same_metrics(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    straight = train(tiny_config(tiny_bert_dir, tmp_path / "straight"), toy_tasks(), show_progress=False)
+
+    interrupted = Trainer(tiny_config(tiny_bert_dir, tmp_path / "resumed"), toy_tasks())
+    original_step = interrupted.train_step
+
+    def step_then_signal():
+        losses = original_step()
+        if interrupted.state.step == 6:
+            interrupted._stop_signal = 15
+        return losses
+
+    interrupted.train_step = step_then_signal
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        interrupted.fit(show_progress=False)
+    assert (
+        json.loads((tmp_path / "resumed" / "last" / "trainer_state.json").read_text())["train_state"]["step"]
+        == 6
+    )
+
+    resumed = train(
+        load_saved_config(tmp_path / "resumed", device="cpu"), toy_tasks(), resume=True, show_progress=False
+    )
+    assert resumed["resumed_from_step"] == 6
+    assert resumed["dev"] == straight["dev"] and resumed["test"] == straight["test"]
+    for key, value in head_weights(tmp_path / "straight").items():
+        torch.testing.assert_close(head_weights(tmp_path / "resumed")[key], value, rtol=0, atol=1e-6)
+
+
+def test_same_seed_same_metrics(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(tiny_bert_dir, tmp_path / "a"), toy_tasks(), show_progress=False)
+    second = train(tiny_config(tiny_bert_dir, tmp_path / "b"), toy_tasks(), show_progress=False)
+    assert first["dev"] == second["dev"] and first["history"] == second["history"]
+
+
+def test_existing_output_is_not_overwritten(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    with pytest.raises(InvalidInputError, match="--overwrite"):
+        train(tiny_config(tiny_bert_dir, output, max_steps=2), toy_tasks(), show_progress=False)
+    train(tiny_config(tiny_bert_dir, output, max_steps=2), toy_tasks(), overwrite=True, show_progress=False)
+    assert (output / "notes.txt").read_text() == "keep me" and (output / "best").is_dir()
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_bert_dir, tmp_path / "nan", max_steps=40, eval_every=2, max_bad_steps=3)
+    trainer = Trainer(config, toy_tasks())
+    original_loss = trainer._loss
+
+    def poisoned(task, logits, labels):
+        loss = original_loss(task, logits, labels)
+        return loss * float("nan") if trainer.state.step >= 4 else loss
+
+    trainer._loss = poisoned
+    with pytest.raises(TrainingDivergedError, match="last good checkpoint"):
+        trainer.fit(show_progress=False)
+    assert trainer.state.bad_steps == 3
+    weights = head_weights(tmp_path / "nan")
+    assert all(torch.isfinite(value).all() for value in weights.values())
+    saved = json.loads((tmp_path / "nan" / "last" / "trainer_state.json").read_text())
+    assert saved["train_state"]["step"] == 6  # the eval at step 6 saw finite weights (updates were skipped)
+
+
+def test_layer_wise_learning_rates_and_no_decay_groups(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_bert_dir, tmp_path / "lr", encoder_lr=1e-4, head_lr=1e-2, layer_decay=0.5)
+    trainer = Trainer(config, toy_tasks())
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups for p in g["params"]}
+    layers = trainer.model.encoder.transformer_layers()
+    top_dense = layers[1].intermediate.dense
+    assert lr_of[id(top_dense.weight)] == (1e-4, 0.01)
+    assert lr_of[id(top_dense.bias)] == (1e-4, 0.0)
+    assert lr_of[id(layers[0].intermediate.dense.weight)][0] == pytest.approx(5e-5)
+    embeddings = trainer.model.encoder.backbone.embeddings
+    assert lr_of[id(embeddings.word_embeddings.weight)][0] == pytest.approx(2.5e-5)
+    assert lr_of[id(embeddings.LayerNorm.weight)] == (pytest.approx(2.5e-5), 0.0)
+    head = trainer.model.heads["topic"][-1]
+    assert lr_of[id(head.weight)] == (1e-2, 0.01)
+
+
+def test_linear_warmup_then_decay() -> None:
+    factor = linear_schedule(warmup_steps=4, total_steps=12)
+    assert [factor(step) for step in (0, 3, 4, 8, 12)] == [0.25, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_balanced_class_weights_follow_scikit_learn() -> None:
+    weights = balanced_class_weights(torch.tensor([0, 0, 0, 1]), n_classes=3)
+    torch.testing.assert_close(weights, torch.tensor([4 / 9, 4 / 3, 0.0]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": 0}, "--batch-size"),
+        ({"max_steps": -1}, "--max-steps"),
+        ({"sampling": "random"}, "valid: proportional"),
+        ({"loss_weighting": "magic"}, "valid: equal"),
+        ({"amp": "fp8"}, "--amp"),
+        ({"layer_decay": 1.5}, "--layer-decay"),
+    ],
+)
+def test_bad_config_values_are_named(overrides: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        TrainingConfig(output_dir=str(tmp_path), **overrides).validate()
+
+
+def test_task4_script_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "smoke"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "Task4/task4.py",
+            "--max-steps",
+            "5",
+            "--output-dir",
+            str(output),
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "majority baseline" in result.stdout and "topic" in result.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["steps"] == 5 and set(metrics["test"]) == {"topic", "sentiment"}
+    assert (output / "best" / "multitask_config.json").is_file()
+
+
+def test_task4_script_reports_bad_task_syntax(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "Task4/task4.py", "--task", "topic:somewhere", "--output-dir", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
