@@ -7,6 +7,7 @@ task (MT-DNN, Liu et al. 2019), so datasets with disjoint sentences train one mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ class TrainingConfig:
     output_dir: str = "runs/task4"
     tasks: list[str] = field(default_factory=list)
     dev_fraction: float = 0.1
+    data_seed: int = 0  # carves missing dev splits; fixed, so every training seed sees the same dev set
     model: str | None = None
     trust_remote_code: bool = False
     max_length: int | None = 128
@@ -296,8 +298,9 @@ def resolve_amp(amp: str, device: torch.device) -> str:
 
 
 def autocast_context(device: torch.device, amp: str) -> Any:
+    """Autocast for bf16/fp16; a no-op context for fp32 (works on every device type)."""
     if amp == "fp32":
-        return torch.autocast(device_type=device.type, enabled=False)
+        return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
@@ -401,6 +404,7 @@ class Trainer:
         if not params:
             raise InvalidInputError(f"--freeze {config.freeze!r} leaves nothing to train")
         self.optimizer = torch.optim.AdamW(params, fused=self.device.type == "cuda")
+        self.trained_parameters = [p for group in params for p in group["params"]]
         warmup = int(config.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(warmup, self.total_steps)
@@ -408,6 +412,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.state = TrainState()
         self._stop_signal: int | None = None
+        self.model.train()  # evaluation restores this mode; train_step relies on it
 
     # ------------------------------------------------------------------ helpers
     def _check_labels(self) -> None:
@@ -498,7 +503,6 @@ class Trainer:
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One optimiser step over ``grad_accumulation`` single-task batches; returns losses per task."""
-        self.model.train()
         losses: dict[str, list[torch.Tensor]] = {}
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for _ in range(self.config.grad_accumulation):
@@ -529,10 +533,7 @@ class Trainer:
         else:
             if self.config.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(
-                    [p for group in self.optimizer.param_groups for p in group["params"]],
-                    self.config.grad_clip,
-                )
+                torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.config.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -672,6 +673,7 @@ class Trainer:
         running: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         stopped_early = False
+        self.model.train()
         with self._signals_write_checkpoint():
             started = time.perf_counter()
             while self.state.step < self.total_steps:
@@ -789,11 +791,11 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
 def load_tasks(config: TrainingConfig) -> list[TaskData]:
     """The tasks a config names (``NAME=DIR`` folders), or the built-in demo tasks when it names none."""
     if not config.tasks:
-        return load_demo_tasks(seed=config.seed)
+        return load_demo_tasks(seed=config.data_seed)
     tasks = []
     for text in config.tasks:
         name, folder = parse_task_argument(text)
-        tasks.append(load_task_folder(name, folder, seed=config.seed, dev_fraction=config.dev_fraction))
+        tasks.append(load_task_folder(name, folder, seed=config.data_seed, dev_fraction=config.dev_fraction))
     return tasks
 
 

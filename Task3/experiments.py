@@ -1,0 +1,231 @@
+"""Task 3 / Task 4 experiment grid on TREC-6 (topic) + SST-3 (sentiment), through the package's API.
+
+Each run writes one small JSON in Task3/results/<experiment>/seed<N>.json with its dev and test
+metrics, wall time and hardware. Runs whose JSON exists are skipped, so the grid can be built across
+sessions and machines; `--tables` regenerates Task3/results/tables.md (mean ± std over seeds).
+
+    python Task3/experiments.py --list                       # the grid and what is done
+    python Task3/experiments.py --only frozen                # cheap: cached embeddings
+    python Task3/experiments.py --only mtl single --seeds 0 1 2
+    python Task3/experiments.py --tables                     # rebuild the tables from the JSONs
+    python Task3/experiments.py --only mtl --device cuda     # the fine-tuning grid on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers.utils import logging as transformers_logging
+
+from sentence_mtl.training import TrainingConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "Task3" / "results"
+SCRATCH = ROOT / "runs" / "task3"
+TOPIC = f"topic={DATA / 'trec'}"
+SENTIMENT = f"sentiment={DATA / 'sst'}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One configuration of the grid; every seed of it is one run."""
+
+    name: str
+    description: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] = (TOPIC, SENTIMENT)
+
+
+# The plain loop of the issue: AdamW 5e-5 / 1e-3, batch 32, 4 epochs, linear warm-up/decay, mean
+# pooling, linear heads, proportional single-task batches. Everything else varies one knob from it.
+FINETUNE = {"epochs": 4.0, "encoder_lr": 5e-5, "head_lr": 1e-3, "batch_size": 32}
+FROZEN = {"freeze": "encoder", "epochs": 30.0, "head_lr": 3e-3, "warmup_ratio": 0.0, "eval_every": 500}
+
+GRID = [
+    Experiment(
+        "frozen_linear", "frozen encoder, linear heads on cached embeddings", {**FROZEN, "head": "linear"}
+    ),
+    Experiment("frozen_mlp", "frozen encoder, MLP heads on cached embeddings", {**FROZEN, "head": "mlp"}),
+    Experiment("mtl_plain", "multi-task fine-tuning, the plain loop", FINETUNE),
+    Experiment("single_topic", "single-task fine-tuning on TREC", FINETUNE, (TOPIC,)),
+    Experiment("single_sentiment", "single-task fine-tuning on SST", FINETUNE, (SENTIMENT,)),
+    Experiment(
+        "mtl_balanced", "multi-task, balanced class weights", {**FINETUNE, "class_weights": "balanced"}
+    ),
+    Experiment(
+        "mtl_lr1e-4_ld0.9",
+        "multi-task, encoder LR 1e-4, layer decay 0.9",
+        {**FINETUNE, "encoder_lr": 1e-4, "layer_decay": 0.9},
+    ),
+    Experiment(
+        "mtl_uncertainty",
+        "multi-task, uncertainty loss weighting",
+        {**FINETUNE, "loss_weighting": "uncertainty"},
+    ),
+    Experiment(
+        "mtl_temperature2",
+        "multi-task, temperature sampling T=2",
+        {**FINETUNE, "sampling": "temperature", "temperature": 2.0},
+    ),
+    Experiment(
+        "mtl_round_robin", "multi-task, round-robin sampling", {**FINETUNE, "sampling": "round_robin"}
+    ),
+    Experiment("top2", "top-2 layers unfrozen", {**FINETUNE, "freeze": "top:2"}),
+    Experiment("top4", "top-4 layers unfrozen", {**FINETUNE, "freeze": "top:4"}),
+]
+
+
+def result_path(experiment: Experiment, seed: int) -> Path:
+    return RESULTS / experiment.name / f"seed{seed}.json"
+
+
+def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
+    """Train one configuration with one seed and return the compact result record."""
+    output_dir = SCRATCH / experiment.name / f"seed{seed}"
+    config = TrainingConfig(
+        output_dir=str(output_dir),
+        tasks=list(experiment.tasks),
+        seed=seed,
+        device=device,
+        **experiment.overrides,
+    )
+    started = time.perf_counter()
+    metrics = train(config, overwrite=True, show_progress=False)
+    wall = time.perf_counter() - started
+    shutil.rmtree(output_dir / "last", ignore_errors=True)
+    summary = {
+        split: {
+            task: {
+                "accuracy": r["accuracy"],
+                "macro_f1": r["macro_f1"],
+                "per_class_f1": {label: c["f1"] for label, c in r["per_class"].items()},
+            }
+            for task, r in metrics[split].items()
+        }
+        for split in ("dev", "test")
+        if split in metrics
+    }
+    return {
+        "experiment": experiment.name,
+        "description": experiment.description,
+        "seed": seed,
+        **summary,
+        "baseline": metrics["baseline"],
+        "best_step": metrics["best_step"],
+        "steps": metrics["steps"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": round(wall, 1),
+        "trainable_parameters": metrics["parameters"]["total"]["trainable"],
+        "hardware": metrics["hardware"],
+        "host": socket.gethostname(),
+        "config": metrics["config"],
+        "history": metrics["history"],
+    }
+
+
+def load_results() -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(RESULTS.glob("*/seed*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        results.setdefault(record["experiment"], []).append(record)
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = 100 * statistics.fmean(values)
+    spread = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {spread:.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def tables(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: per experiment, test accuracy and macro-F1 per task (mean ± std over seeds)."""
+    lines = [
+        "| experiment | seeds | TREC-6 acc | TREC-6 macro-F1 | SST-3 acc | SST-3 macro-F1 | SST-3 neutral F1 "
+        "| dev mean macro-F1 | trainable params | s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for experiment in GRID:
+        records = results.get(experiment.name, [])
+        if not records:
+            continue
+
+        def values(task: str, metric: str, split: str = "test", records=records) -> list[float]:
+            return [r[split][task][metric] for r in records if task in r.get(split, {})]
+
+        neutral = [
+            r["test"]["sentiment"]["per_class_f1"]["neutral"] for r in records if "sentiment" in r["test"]
+        ]
+        dev = [statistics.fmean(t["macro_f1"] for t in r["dev"].values()) for r in records]
+        seconds = statistics.fmean(r["wall_seconds"] for r in records)
+        lines.append(
+            f"| {experiment.name} | {len(records)} | {mean_std(values('topic', 'accuracy'))} "
+            f"| {mean_std(values('topic', 'macro_f1'))} | {mean_std(values('sentiment', 'accuracy'))} "
+            f"| {mean_std(values('sentiment', 'macro_f1'))} | {mean_std(neutral)} | {mean_std(dev)} "
+            f"| {records[0]['trainable_parameters']:,} | {seconds:.0f} |"
+        )
+    hardware = sorted({r["hardware"] for records in results.values() for r in records})
+    lines += ["", "Hardware: " + "; ".join(hardware)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="run experiments whose name contains any of these"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--list", action="store_true", help="show the grid and which runs exist")
+    parser.add_argument("--tables", action="store_true", help="only rebuild Task3/results/tables.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    transformers_logging.disable_progress_bar()
+
+    selected = [e for e in GRID if not args.only or any(word in e.name for word in args.only)]
+    if args.list:
+        for experiment in GRID:
+            done = [seed for seed in args.seeds if result_path(experiment, seed).is_file()]
+            print(f"{experiment.name:<20} seeds done {done}  {experiment.description}")
+        return
+    if not args.tables:
+        for experiment in selected:
+            for seed in args.seeds:
+                path = result_path(experiment, seed)
+                if path.is_file():
+                    print(f"skip {experiment.name} seed {seed}: {path.relative_to(ROOT)} exists")
+                    continue
+                print(f"run  {experiment.name} seed {seed} …", flush=True)
+                record = run(experiment, seed, args.device)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+                test = record.get("test", {})
+                print(
+                    "     "
+                    + ", ".join(
+                        f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
+                        for task, r in test.items()
+                    )
+                    + f" ({record['wall_seconds']:.0f} s)"
+                )
+    table = tables(load_results())
+    (RESULTS / "tables.md").parent.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "tables.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
