@@ -26,7 +26,10 @@ from typing import Any
 
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl.training import TrainingConfig, train
+from sentence_mtl import SentenceEncoder
+from sentence_mtl.metrics import classification_metrics, majority_baseline
+from sentence_mtl.training import TrainingConfig, hardware_description, load_tasks, train
+from sentence_mtl.zero_shot import ZeroShotClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -51,7 +54,30 @@ class Experiment:
 FINETUNE = {"epochs": 4.0, "encoder_lr": 5e-5, "head_lr": 1e-3, "batch_size": 32}
 FROZEN = {"freeze": "encoder", "epochs": 30.0, "head_lr": 3e-3, "warmup_ratio": 0.0, "eval_every": 500}
 
+# Scenario 1 (everything frozen): nothing is trained; each label is described in words.
+LABEL_DESCRIPTIONS = {
+    "topic": {
+        "abbreviation": "What does this abbreviation or acronym stand for?",
+        "description": "A question asking for a description, definition, reason or manner.",
+        "entity": "A question asking about a thing: an animal, color, food, product, event or term.",
+        "human": "A question asking who: a person, a group or an organization.",
+        "location": "A question asking where: a place, city, country, state or mountain.",
+        "numeric": "A question asking for a number: how many, how much, when, a date, a size or a price.",
+    },
+    "sentiment": {
+        "negative": "A negative review: the film is bad, boring and disappointing.",
+        "neutral": "A neutral review: the film is neither good nor bad.",
+        "positive": "A positive review: the film is good, moving and enjoyable.",
+    },
+}
+
 GRID = [
+    Experiment("zero_shot_names", "nothing trained: nearest label name by cosine", {"zero_shot": "names"}),
+    Experiment(
+        "zero_shot_descriptions",
+        "nothing trained: nearest label description by cosine",
+        {"zero_shot": "descriptions"},
+    ),
     Experiment(
         "frozen_linear", "frozen encoder, linear heads on cached embeddings", {**FROZEN, "head": "linear"}
     ),
@@ -89,8 +115,49 @@ def result_path(experiment: Experiment, seed: int) -> Path:
     return RESULTS / experiment.name / f"seed{seed}.json"
 
 
+def run_zero_shot(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
+    """Scenario 1: the packaged encoder, frozen, classifies by nearest label name or description."""
+    started = time.perf_counter()
+    encoder = SentenceEncoder.from_pretrained(device=device)
+    tasks = load_tasks(TrainingConfig(tasks=list(experiment.tasks)))
+    record: dict[str, Any] = {"dev": {}, "test": {}, "baseline": {"dev": {}, "test": {}}}
+    for task in tasks:
+        descriptions = (
+            LABEL_DESCRIPTIONS[task.name] if experiment.overrides["zero_shot"] == "descriptions" else None
+        )
+        classifier = ZeroShotClassifier(encoder, task.labels, descriptions)
+        for split in ("dev", "test"):
+            data = getattr(task, split)
+            metrics = classification_metrics(data.labels, classifier.predict(data.texts), task.labels)
+            record[split][task.name] = {
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "per_class_f1": {label: c["f1"] for label, c in metrics["per_class"].items()},
+            }
+            record["baseline"][split][task.name] = majority_baseline(
+                task.train.labels, data.labels, task.labels
+            )
+    return {
+        "experiment": experiment.name,
+        "description": experiment.description,
+        "seed": seed,
+        **record,
+        "best_step": 0,
+        "steps": 0,
+        "train_seconds": 0.0,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "trainable_parameters": 0,
+        "hardware": hardware_description(encoder.device),
+        "host": socket.gethostname(),
+        "config": {},
+        "history": [],
+    }
+
+
 def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
     """Train one configuration with one seed and return the compact result record."""
+    if "zero_shot" in experiment.overrides:
+        return run_zero_shot(experiment, seed, device)
     output_dir = SCRATCH / experiment.name / f"seed{seed}"
     config = TrainingConfig(
         output_dir=str(output_dir),
@@ -204,6 +271,8 @@ def main() -> None:
     if not args.tables:
         for experiment in selected:
             for seed in args.seeds:
+                if "zero_shot" in experiment.overrides and seed != args.seeds[0]:
+                    continue  # deterministic: one run is enough
                 path = result_path(experiment, seed)
                 if path.is_file():
                     print(f"skip {experiment.name} seed {seed}: {path.relative_to(ROOT)} exists")

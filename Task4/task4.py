@@ -10,8 +10,12 @@ With no --task it trains on the built-in demo data (6 topics × 3 sentiments) in
         --freeze encoder --head mlp --head-lr 1e-3 --epochs 20       # frozen encoder: cached embeddings
     python Task4/task4.py --resume runs/trec_sst                       # continue an interrupted run
     python Task2/task2.py --checkpoint runs/trec_sst/best              # predictions of the best model
+    torchrun --nproc_per_node=4 Task4/task4.py --task topic=../shared/data/trec \
+        --task sentiment=../shared/data/sst --output-dir runs/ddp      # DDP, one process per GPU
 
 Files in OUTPUT_DIR: best/ (MultiTaskModel.save folder), last/ (resumable), metrics.json, log.jsonl.
+SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) writes last/ and exits with 130; --resume continues.
+Under torchrun, --batch-size is the global batch and only rank 0 prints and writes (RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
+from sentence_mtl.distributed import is_main_process
 from sentence_mtl.sampling import SAMPLING_STRATEGIES
 from sentence_mtl.training import (
     AMP_MODES,
@@ -52,7 +57,12 @@ def parse_args() -> argparse.Namespace:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULTS.model, help="default: packaged all-MiniLM-L6-v2")
-    model.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
+    model.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run modelling code shipped with the model; off by default because it runs with your "
+        "permissions. stella_en_1.5B_v5 needs it (its own bidirectional Qwen2 code)",
+    )
     model.add_argument("--max-length", type=int, default=DEFAULTS.max_length)
     model.add_argument("--head", choices=("linear", "mlp"), default=DEFAULTS.head)
     model.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
@@ -114,7 +124,11 @@ def print_table(metrics: dict) -> None:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main_process = is_main_process()  # under torchrun only rank 0 prints and logs
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("sentence_mtl.encoder").setLevel(logging.WARNING)
     transformers_logging.disable_progress_bar()
 
@@ -160,7 +174,7 @@ def main() -> None:
 
     # 2. Data: --task NAME=DIR folders, or the built-in demo data; a few decoded samples.
     tasks = load_tasks(config)
-    for task in tasks:
+    for task in tasks if main_process else []:
         sizes = ", ".join(
             f"{split} {len(getattr(task, split))}"
             for split in ("train", "dev", "test")
@@ -175,6 +189,8 @@ def main() -> None:
 
     # 3. Train, evaluate the best checkpoint, report.
     metrics = train(config, tasks, overwrite=args.overwrite, resume=args.resume is not None)
+    if not main_process:
+        return
     print_table(metrics)
     output_dir = Path(config.output_dir)
     print(

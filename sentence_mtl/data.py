@@ -96,7 +96,12 @@ class _Table:
 
 
 def _decode(path: Path) -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"cannot read {path}: {error.strerror or error}; check that it exists and is readable"
+        ) from None
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
@@ -223,7 +228,21 @@ def _cell(table: _Table, line: int, record: dict[str, object], column: str, allo
         raise DataError(
             f"{table.path}, line {line}: {column!r} is {value!r}, not a string; write it as a quoted string"
         )
+    if not _is_encodable(value):
+        raise DataError(
+            f"{table.path}, line {line}: {column!r} holds a lone surrogate escape (such as \\ud800), "
+            "which is not text; fix or remove it"
+        )
     return value
+
+
+def _is_encodable(value: str) -> bool:
+    """False for strings with lone surrogates (JSON escapes like \\ud800), which no tokenizer accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_examples(path: Path, task: str) -> tuple[list[str], list[str], list[int]]:

@@ -78,6 +78,13 @@ def validate_sentences(sentences: Sequence[str] | str) -> list[str]:
             raise InvalidTypeError(
                 f"sentences[{index}] is {type(sentence).__name__}, not str; convert or remove it"
             )
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise InvalidInputError(
+                f"sentences[{index}] holds a lone surrogate ({error.object[error.start]!r}), "
+                "which is not text; fix or remove it"
+            ) from None
     return list(sentences)
 
 

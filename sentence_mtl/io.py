@@ -33,9 +33,10 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
 
     If the body raises, the temporary folder is removed and ``target`` is untouched. An existing
     non-empty ``target`` is only replaced when ``overwrite`` is true, and the old copy is deleted
-    only after the new one is in place.
+    only after the new one is in place. A previous copy that a crash left retired is restored first.
     """
     target = Path(target)
+    recover_directory(target)
     if target.exists() and not target.is_dir():
         raise InvalidInputError(f"{target} exists and is a file; choose a folder path")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
@@ -51,12 +52,61 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
                 with open(os.path.join(root, name), "rb") as handle:
                     os.fsync(handle.fileno())
         if target.exists():
-            retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+            # Two renames: a folder cannot be swapped in one. Between them only the retired copy
+            # exists; a failure there puts it back, and a crash there is undone by recover_directory.
+            retired = target.with_name(f"{_RETIRED_PREFIX.format(name=target.name)}{os.getpid()}")
+            shutil.rmtree(retired, ignore_errors=True)  # a stale copy: target exists, so it is a duplicate
             os.replace(target, retired)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(retired, target)
+                raise
+            _fsync_directory(target.parent)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, target)
+            _fsync_directory(target.parent)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+_RETIRED_PREFIX = ".{name}.old-"
+
+
+def recover_directory(target: str | Path) -> bool:
+    """Put back the previous copy of ``target`` if a crash hit between :func:`atomic_directory`'s renames.
+
+    Returns True when a retired copy (``.NAME.old-PID``) was restored. When ``target`` exists,
+    leftover retired copies are only stale duplicates and are left for :func:`atomic_directory`.
+    """
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return False
+    retired = sorted(
+        target.parent.glob(f"{_RETIRED_PREFIX.format(name=target.name)}*"),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for candidate in retired:
+        try:
+            os.replace(candidate, target)
+        except OSError:  # another process restored it first, or it vanished
+            continue
+        return True
+    return False
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -26,13 +26,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from sentence_mtl import distributed
 from sentence_mtl.batching import length_grouped_batches, random_batches
 from sentence_mtl.data import Split, TaskData, load_demo_tasks, load_task_folder, parse_task_argument
 from sentence_mtl.encoder import SentenceEncoder, resolve_device
 from sentence_mtl.errors import CheckpointError, InvalidInputError, SentenceMTLError
-from sentence_mtl.io import atomic_directory, atomic_write_text
+from sentence_mtl.io import atomic_directory, atomic_write_text, recover_directory
 from sentence_mtl.metrics import classification_metrics, majority_baseline
 from sentence_mtl.multitask import MultiTaskModel, TaskSpec
 from sentence_mtl.sampling import SAMPLING_STRATEGIES, TaskSampler, make_sampler
@@ -52,6 +54,10 @@ class TrainingDivergedError(SentenceMTLError, RuntimeError):
 
 class TrainingInterrupted(SentenceMTLError, KeyboardInterrupt):
     """SIGINT/SIGTERM arrived; a resumable ``last/`` checkpoint was written first."""
+
+
+class CheckpointWriteError(SentenceMTLError, OSError):
+    """A checkpoint could not be written (full disk, no permission); the previous one is intact."""
 
 
 @dataclass
@@ -341,9 +347,18 @@ class Trainer:
         self.config = config
         self.tasks = {task.name: task for task in tasks}
         self.output_dir = Path(config.output_dir)
+        # Under torchrun (see sentence_mtl.distributed) --batch-size is the global batch, split over ranks.
+        self.dist = distributed.current_context()
+        if self.dist.world_size > config.batch_size:
+            raise InvalidInputError(
+                f"--batch-size {config.batch_size} is the global batch, split over {self.dist.world_size} "
+                f"processes; it must be at least {self.dist.world_size}"
+            )
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         self.device = resolve_device(config.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.amp = resolve_amp(config.amp, self.device)
         if model is None:
             encoder = SentenceEncoder.from_pretrained(
@@ -412,7 +427,17 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.state = TrainState()
         self._stop_signal: int | None = None
+        self._agreed_stop: int | None = None  # under DDP: the signal every rank has agreed to stop on
         self.model.train()  # evaluation restores this mode; train_step relies on it
+        # DDP wraps the model and the loss weighting together, so the uncertainty weights' gradients
+        # are all-reduced too; find_unused_parameters because each step uses one task's head only.
+        self.ddp: DistributedDataParallel | None = None
+        if self.dist.enabled:
+            self.ddp = DistributedDataParallel(
+                _ForwardAndLoss(self),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
 
     # ------------------------------------------------------------------ helpers
     def _check_labels(self) -> None:
@@ -451,11 +476,19 @@ class Trainer:
         encoder.train(was_training)
         return output
 
-    def _logits(self, task: str, data: TokenizedSplit, rows: np.ndarray, split: str) -> torch.Tensor:
+    def _inputs(
+        self, task: str, data: TokenizedSplit, rows: np.ndarray, split: str
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Cached embeddings of the rows (frozen encoder), or their padded token batch."""
         if self.cached:
-            embeddings = self._embeddings(split, task, data)[torch.from_numpy(rows).to(self.device)]
-            return self.model.classify(embeddings, task)
-        return self.model(self._features(data, rows), task)
+            return self._embeddings(split, task, data)[torch.from_numpy(rows).to(self.device)]
+        return self._features(data, rows)
+
+    def _forward(self, inputs: torch.Tensor | dict[str, torch.Tensor], task: str) -> torch.Tensor:
+        return self.model.classify(inputs, task) if self.cached else self.model(inputs, task)
+
+    def _logits(self, task: str, data: TokenizedSplit, rows: np.ndarray, split: str) -> torch.Tensor:
+        return self._forward(self._inputs(task, data, rows, split), task)
 
     # ------------------------------------------------------------------ evaluation
     @torch.inference_mode()
@@ -463,15 +496,17 @@ class Trainer:
         """Predicted label ids of a whole split, in its original order."""
         was_training = self.model.training
         self.model.eval()
-        predictions = torch.empty(len(data), dtype=torch.long)
+        predictions = torch.zeros(len(data), dtype=torch.long)
         order = np.argsort(-data.lengths, kind="stable")
+        # Under DDP each rank predicts every W-th row of the length order; a sum gathers them.
+        order = distributed.shard_rows(order, self.dist.rank, self.dist.world_size)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             with autocast_context(self.device, self.amp):
                 logits = self._logits(task, data, rows, split)
             predictions[torch.from_numpy(rows)] = logits.argmax(dim=-1).cpu()
         self.model.train(was_training)
-        return predictions.numpy()
+        return distributed.combine_disjoint(predictions, self.dist).numpy()
 
     def evaluate(self, split: str = "dev") -> dict[str, dict[str, Any]]:
         """Accuracy, macro-F1, per-class report and confusion matrix for every task with that split."""
@@ -501,24 +536,65 @@ class Trainer:
         )
         return self.weighting(task, loss)
 
+    def _shard(self, task: str, data: TokenizedSplit, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's rows of a global batch, and the factor for its (mean) loss.
+
+        Rank ``r`` of ``W`` takes rows ``r::W``. DDP averages gradients over ranks, so a rank's loss
+        is scaled by ``W · (its share of the batch's weight)``: the average is then exactly the
+        gradient of the whole batch's mean loss, also for uneven shards and class weights. A short
+        last batch can leave a rank without rows: it runs one row with factor 0, so the all-reduce
+        still happens.
+        """
+        world = self.dist.world_size
+        mine = distributed.shard_rows(rows, self.dist.rank, world)
+        if len(mine) == 0:
+            return rows[:1], 0.0
+        class_weights = self.class_weights[task]
+        if class_weights is None:
+            own, total = float(len(mine)), float(len(rows))
+        else:
+            weights = class_weights.cpu()
+            own = float(weights[data.labels[torch.from_numpy(mine)]].sum())
+            total = float(weights[data.labels[torch.from_numpy(rows)]].sum())
+        return mine, (own * world / total if total > 0 else 0.0)
+
     def train_step(self) -> dict[str, torch.Tensor]:
-        """One optimiser step over ``grad_accumulation`` single-task batches; returns losses per task."""
+        """One optimiser step over ``grad_accumulation`` single-task batches; returns losses per task.
+
+        Under DDP every rank draws the same task and global batch (same seeds), trains on its shard
+        (:meth:`_shard`), and the ranks agree on skipping the step and on stopping for a signal.
+        """
         losses: dict[str, list[torch.Tensor]] = {}
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for _ in range(self.config.grad_accumulation):
             task = self.sampler.next_task()
             rows = next(self.streams[task])
             data = self.train_data[task]
+            share = None
+            if self.ddp is not None:
+                rows, share = self._shard(task, data, rows)
             labels = data.labels[torch.from_numpy(rows)].to(self.device, non_blocking=True)
-            with autocast_context(self.device, self.amp):
-                logits = self._logits(task, data, rows, "train")
-            loss = self._loss(task, logits, labels)
+            if self.ddp is None:
+                with autocast_context(self.device, self.amp):
+                    logits = self._logits(task, data, rows, "train")
+                loss = self._loss(task, logits, labels)
+            else:
+                loss = self.ddp(self._inputs(task, data, rows, "train"), task, labels)
             finite &= torch.isfinite(loss)
-            self.scaler.scale(loss / self.config.grad_accumulation).backward()
+            scaled = loss if share is None else loss * share
+            self.scaler.scale(scaled / self.config.grad_accumulation).backward()
             losses.setdefault(task, []).append(loss.detach())
             self.state.micro_step += 1
         # One host sync per optimiser step: skip the update when any loss was NaN/inf.
-        if not bool(finite):
+        if self.dist.enabled:
+            bad, signal_number = distributed.all_reduce_max(
+                [int(not bool(finite)), self._stop_signal or 0], self.dist
+            )
+            all_finite = not bad
+            self._agreed_stop = signal_number or None
+        else:
+            all_finite = bool(finite)
+        if not all_finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.bad_steps += 1
             logger.warning(
@@ -543,11 +619,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_best(self) -> None:
-        self.model.save(self.output_dir / "best", overwrite=True)
+        """The model alone, atomically (rank 0 only under DDP)."""
+        if not self.dist.is_main:
+            return
+        with _checkpoint_write(self.output_dir / "best"):
+            self.model.save(self.output_dir / "best", overwrite=True)
 
     def save_last(self) -> None:
-        """Model + optimiser + scheduler + sampler + batch streams + RNG + counters + config, atomically."""
-        with atomic_directory(self.output_dir / "last", overwrite=True) as staging:
+        """Model + optimiser + scheduler + sampler + batch streams + RNG + counters + config, atomically.
+
+        Rank 0 only under DDP: after each step every rank holds the same weights and state.
+        """
+        if not self.dist.is_main:
+            return
+        with (
+            _checkpoint_write(self.output_dir / "last"),
+            atomic_directory(self.output_dir / "last", overwrite=True) as staging,
+        ):
             self.model.save(staging / "model")
             torch.save(
                 {
@@ -571,7 +659,11 @@ class Trainer:
             (staging / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
     def load_last(self, folder: Path) -> None:
-        """Restore a ``last/`` checkpoint written by :meth:`save_last` (the model weights included)."""
+        """Restore a ``last/`` checkpoint written by :meth:`save_last` (the model weights included).
+
+        A missing, truncated or foreign file is a :class:`CheckpointError` that names it.
+        """
+        recover_directory(folder)
         state_file, optimizer_file = folder / STATE_FILE, folder / OPTIMIZER_FILE
         for file in (state_file, optimizer_file):
             if not file.is_file():
@@ -580,9 +672,20 @@ class Trainer:
                 )
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CheckpointError(
+                f"{state_file} is unreadable or truncated ({error}); {folder} cannot be resumed. "
+                "Start again with --overwrite, or restore the file"
+            ) from error
+        try:
             tensors = torch.load(optimizer_file, map_location=self.device, weights_only=True)
-        except (OSError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"cannot read the checkpoint in {folder}: {error}") from error
+        except Exception as error:  # a damaged file raises RuntimeError, OSError, UnpicklingError, ...
+            raise CheckpointError(
+                f"{optimizer_file} is unreadable or truncated ({type(error).__name__}: {str(error)[:200]}); "
+                f"{folder} cannot be resumed. Start again with --overwrite, or restore the file"
+            ) from error
+        if not isinstance(state, dict) or not isinstance(tensors, dict):
+            raise CheckpointError(f"{folder}: {STATE_FILE} or {OPTIMIZER_FILE} does not hold a checkpoint")
         saved_tasks = state.get("tasks", {})
         current = {name: task.labels for name, task in self.tasks.items()}
         if saved_tasks != current:
@@ -590,20 +693,30 @@ class Trainer:
                 f"{folder} was trained on tasks {saved_tasks}, but this run has {current}; "
                 "use the same --task set"
             )
-        loaded = MultiTaskModel.load(folder / "model", device=self.device)
-        self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict(tensors["optimizer"])
-        self.scheduler.load_state_dict(tensors["scheduler"])
-        self.scaler.load_state_dict(tensors["scaler"])
-        self.weighting.load_state_dict(tensors["weighting"])
-        torch.set_rng_state(tensors["torch_rng"].cpu())
-        if tensors["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in tensors["cuda_rng"]])
-        self.sampler.load_state_dict(state["sampler"])
-        for name, stream_state in state["streams"].items():
-            self.streams[name].load_state_dict(stream_state)
-        np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
-        self.state = TrainState(**state["train_state"])
+        loaded = MultiTaskModel.load(
+            folder / "model", device=self.device, trust_remote_code=self.config.trust_remote_code
+        )
+        try:
+            self.model.load_state_dict(loaded.state_dict())
+            self.optimizer.load_state_dict(tensors["optimizer"])
+            self.scheduler.load_state_dict(tensors["scheduler"])
+            self.scaler.load_state_dict(tensors["scaler"])
+            self.weighting.load_state_dict(tensors["weighting"])
+            torch.set_rng_state(tensors["torch_rng"].cpu())
+            if tensors["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in tensors["cuda_rng"]])
+            self.sampler.load_state_dict(state["sampler"])
+            for name, stream_state in state["streams"].items():
+                self.streams[name].load_state_dict(stream_state)
+            np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
+            self.state = TrainState(**state["train_state"])
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise CheckpointError(
+                f"{folder} is incomplete or does not match this run ({type(error).__name__}: {error}); "
+                "start again with --overwrite"
+            ) from error
 
     # ------------------------------------------------------------------ the loop
     @contextmanager
@@ -611,6 +724,9 @@ class Trainer:
         """SIGINT/SIGTERM finish the current step, then the loop saves ``last/`` and stops."""
 
         def handler(signum: int, _frame: Any) -> None:
+            if self._stop_signal is not None:
+                # A second signal: stop now. Checkpoint writes are atomic, so none is left half-written.
+                raise KeyboardInterrupt
             self._stop_signal = signum
 
         previous = {}
@@ -627,7 +743,13 @@ class Trainer:
                 for sig, old in previous.items():
                     signal.signal(sig, old)
 
+    def _stop_requested(self) -> int | None:
+        """The signal to stop on; under DDP the one all ranks agreed on in the last step's all-reduce."""
+        return self._agreed_stop if self.dist.enabled else self._stop_signal
+
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -664,11 +786,16 @@ class Trainer:
 
     def fit(self, show_progress: bool = True) -> dict[str, Any]:
         """Train to ``total_steps`` (or early stop), then evaluate the best checkpoint on dev and test."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
         config = self.config
         start_step = self.state.step
         progress = tqdm(
-            total=self.total_steps, initial=start_step, desc="train", unit="step", disable=not show_progress
+            total=self.total_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            disable=not (show_progress and self.dist.is_main),
         )
         running: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
@@ -685,6 +812,10 @@ class Trainer:
                 step = self.state.step
                 if step % config.log_every == 0 or step == self.total_steps:
                     means = {task: float(total) / counts[task] for task, total in running.items()}
+                    if self.dist.enabled:  # the mean over ranks; every rank trained the same tasks
+                        names = sorted(means)
+                        averaged = distributed.all_reduce_mean([means[n] for n in names], self.dist)
+                        means = dict(zip(names, averaged, strict=True))
                     progress.set_postfix({f"{task}_loss": f"{value:.3f}" for task, value in means.items()})
                     self._log(
                         {
@@ -703,21 +834,34 @@ class Trainer:
                     if stop:
                         stopped_early = True
                         break
-                if self._stop_signal is not None:
+                stop_signal = self._stop_requested()
+                if stop_signal is not None:
                     self.state.train_seconds += time.perf_counter() - started
                     self.save_last()
+                    distributed.barrier(self.dist)  # no rank exits while rank 0 still writes
                     progress.close()
                     raise TrainingInterrupted(
-                        f"stopped by signal {self._stop_signal} at step {step}; "
+                        f"stopped by signal {stop_signal} at step {step}; "
                         f"resume with --resume {self.output_dir}"
                     )
         progress.close()
         return self.final_report(stopped_early, start_step)
 
     def final_report(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
-        """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``."""
-        best = MultiTaskModel.load(self.output_dir / "best", device=self.device)
-        self.model.load_state_dict(best.state_dict())
+        """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``.
+
+        Under DDP rank 0 reads ``best/`` and broadcasts the weights, so other machines need no copy.
+        """
+
+        def load_best() -> MultiTaskModel:
+            return MultiTaskModel.load(
+                self.output_dir / "best", device=self.device, trust_remote_code=self.config.trust_remote_code
+            )
+
+        best = distributed.run_on_main(load_best, self.dist)
+        if best is not None:
+            self.model.load_state_dict(best.state_dict())
+        distributed.broadcast_module(self.model, self.dist)
         self.embedding_cache.clear()
         metrics: dict[str, Any] = {"dev": self.evaluate("dev")}
         if self.test_data:
@@ -736,6 +880,7 @@ class Trainer:
                 "train_seconds": round(self.state.train_seconds, 2),
                 "embeddings_cached": self.cached,
                 "amp": self.amp,
+                "world_size": self.dist.world_size,
                 "parameters": self.model.parameter_report(),
                 "task_weights": self.weighting.weights(),
                 "sampling_probabilities": self.sampler.probabilities(),
@@ -745,8 +890,45 @@ class Trainer:
                 "history": self.state.history,
             }
         )
-        atomic_write_text(self.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        if self.dist.is_main:
+            atomic_write_text(self.output_dir / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+class _ForwardAndLoss(nn.Module):
+    """The model and the loss weighting as one module, for DDP: the forward pass returns the loss.
+
+    The uncertainty weights then live inside the wrapped module (their gradients are all-reduced),
+    and DDP's search for unused parameters sees the whole graph (heads of other tasks are unused).
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.model = trainer.model
+        self.weighting = trainer.weighting
+        self._trainer = trainer
+
+    def forward(
+        self, inputs: torch.Tensor | dict[str, torch.Tensor], task: str, labels: torch.Tensor
+    ) -> torch.Tensor:
+        trainer = self._trainer
+        with autocast_context(trainer.device, trainer.amp):
+            logits = trainer._forward(inputs, task)
+        return trainer._loss(task, logits, labels)
+
+
+@contextmanager
+def _checkpoint_write(target: Path) -> Iterator[None]:
+    """A failed write (full disk, permissions) becomes a clear error; the previous copy stays intact."""
+    try:
+        yield
+    except CheckpointWriteError:
+        raise
+    except OSError as error:
+        raise CheckpointWriteError(
+            f"could not write the checkpoint {target} ({error}); the previous {target.name}/ is intact. "
+            "Free disk space, then --resume"
+        ) from error
 
 
 def hardware_description(device: torch.device) -> str:
@@ -769,6 +951,8 @@ def _numpy_state_from_json(state: list[Any]) -> tuple[Any, ...]:
 def prepare_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to mix a new run into an existing one unless asked to overwrite or resume."""
     if resume:
+        for name in ("best", "last"):
+            recover_directory(output_dir / name)
         if not (output_dir / "last").is_dir():
             raise CheckpointError(
                 f"--resume {output_dir}: there is no {output_dir / 'last'} checkpoint to resume"
@@ -780,8 +964,10 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
                 f"output folder {output_dir} is not empty; "
                 "pass --overwrite to replace it or --resume to continue it"
             )
-        for name in ("best", "last", "metrics.json", "log.jsonl"):
-            path = output_dir / name
+        # Hidden leftovers of interrupted checkpoint writes (.best.tmp-*, .last.old-*) go too.
+        leftovers = [path for name in ("best", "last") for path in output_dir.glob(f".{name}.*")]
+        outputs = [output_dir / name for name in ("best", "last", "metrics.json", "log.jsonl")]
+        for path in [*outputs, *leftovers]:
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -801,6 +987,7 @@ def load_tasks(config: TrainingConfig) -> list[TaskData]:
 
 def load_saved_config(output_dir: str | Path, device: str | None = None) -> TrainingConfig:
     """The config of the run whose ``last/`` checkpoint is in ``output_dir`` (for ``--resume``)."""
+    recover_directory(Path(output_dir) / "last")
     state_file = Path(output_dir) / "last" / STATE_FILE
     try:
         saved = json.loads(state_file.read_text(encoding="utf-8"))["config"]
@@ -821,11 +1008,17 @@ def train(
     """Run (or resume) one training run end to end and return its metrics (also in metrics.json).
 
     ``tasks`` defaults to :func:`load_tasks` of the config. To resume, pass the config from
-    :func:`load_saved_config` and ``resume=True``.
+    :func:`load_saved_config` and ``resume=True``. Started by ``torchrun`` (``WORLD_SIZE`` > 1), it
+    joins the process group and trains with DistributedDataParallel (see RELIABILITY.md).
     """
-    output_dir = Path(config.output_dir)
-    prepare_output_dir(output_dir, overwrite, resume)
-    trainer = Trainer(config, tasks if tasks is not None else load_tasks(config))
-    if resume:
-        trainer.load_last(output_dir / "last")
-    return trainer.fit(show_progress=show_progress)
+    context, created = distributed.init_from_env(config.device)
+    try:
+        output_dir = Path(config.output_dir)
+        distributed.run_on_main(lambda: prepare_output_dir(output_dir, overwrite, resume), context)
+        trainer = Trainer(config, tasks if tasks is not None else load_tasks(config))
+        if resume:
+            trainer.load_last(output_dir / "last")
+        return trainer.fit(show_progress=show_progress)
+    finally:
+        if created:
+            distributed.cleanup()
