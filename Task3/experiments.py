@@ -115,6 +115,16 @@ def result_path(experiment: Experiment, seed: int) -> Path:
     return RESULTS / experiment.name / f"seed{seed}.json"
 
 
+def pending_runs(experiments: list[Experiment], seeds: list[int]) -> list[tuple[Experiment, int]]:
+    """The (experiment, seed) runs whose result file does not exist yet; zero-shot runs need one seed."""
+    pending = []
+    for experiment in experiments:
+        for seed in seeds[:1] if "zero_shot" in experiment.overrides else seeds:
+            if not result_path(experiment, seed).is_file():
+                pending.append((experiment, seed))
+    return pending
+
+
 def run_zero_shot(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
     """Scenario 1: the packaged encoder, frozen, classifies by nearest label name or description."""
     started = time.perf_counter()
@@ -269,27 +279,22 @@ def main() -> None:
             print(f"{experiment.name:<20} seeds done {done}  {experiment.description}")
         return
     if not args.tables:
-        for experiment in selected:
-            for seed in args.seeds:
-                if "zero_shot" in experiment.overrides and seed != args.seeds[0]:
-                    continue  # deterministic: one run is enough
-                path = result_path(experiment, seed)
-                if path.is_file():
-                    print(f"skip {experiment.name} seed {seed}: {path.relative_to(ROOT)} exists")
-                    continue
-                print(f"run  {experiment.name} seed {seed} …", flush=True)
-                record = run(experiment, seed, args.device)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(record, indent=1), encoding="utf-8")
-                test = record.get("test", {})
-                print(
-                    "     "
-                    + ", ".join(
-                        f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
-                        for task, r in test.items()
-                    )
-                    + f" ({record['wall_seconds']:.0f} s)"
+        for experiment, seed in pending_runs(selected, args.seeds):
+            print(f"run  {experiment.name} seed {seed} …", flush=True)
+            record = run(experiment, seed, args.device)
+            path = result_path(experiment, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            test = record.get("test", {})
+            print(
+                "     "
+                + ", ".join(
+                    f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
+                    for task, r in test.items()
                 )
+                + f" ({record['wall_seconds']:.0f} s)",
+                flush=True,
+            )
     table = tables(load_results())
     (RESULTS / "tables.md").parent.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tables.md").write_text(table, encoding="utf-8")
