@@ -58,7 +58,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument(
-        "--trust-remote-code", action="store_true", help="run code shipped with the model (stella)"
+        "--trust-remote-code",
+        action="store_true",
+        help="run modelling code shipped with the model; off by default because it runs with your "
+        "permissions. stella_en_1.5B_v5 needs it (its own bidirectional Qwen2 code)",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--sentences", nargs="+", default=None, help="sentences to embed")

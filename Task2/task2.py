@@ -51,7 +51,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sentences", nargs="+", default=SAMPLE_SENTENCES, help="sentences to classify")
     parser.add_argument("--checkpoint", help="folder from MultiTaskModel.save, e.g. Task 4's OUTPUT_DIR/best")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="run the model's own modelling code")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run modelling code shipped with the model; off by default because it runs with your "
+        "permissions. stella_en_1.5B_v5 needs it (its own bidirectional Qwen2 code)",
+    )
     parser.add_argument("--seed", type=int, help=f"seed of the untrained heads (default: {DEFAULT_SEED})")
     return parser.parse_args()
 
