@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl.data import load_task_folder
-from sentence_mtl.training import Trainer, TrainingConfig, autocast_context, hardware_description
+from sentence_mtl.optimization import autocast_context
+from sentence_mtl.training import Trainer, TrainingConfig, hardware_description
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

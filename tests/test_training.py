@@ -15,13 +15,12 @@ from safetensors.torch import load_file
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
 from sentence_mtl.data import Split, TaskData
 from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.optimization import balanced_class_weights, linear_schedule
 from sentence_mtl.training import (
     Trainer,
     TrainingConfig,
     TrainingDivergedError,
     TrainingInterrupted,
-    balanced_class_weights,
-    linear_schedule,
     load_saved_config,
     train,
 )
