@@ -100,11 +100,13 @@ def main() -> None:
     )
     print("Model")
     for key, value in encoder.describe().items():
-        print(
-            f"  {key:<15} {value:,}"
-            if isinstance(value, int) and not isinstance(value, bool)
-            else f"  {key:<15} {value}"
-        )
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "none"
+        elif isinstance(value, str):
+            value = (repr(value) if "\n" in value else value) or "none"
+        print(f"  {key:<15} {value}")
     if args.projection_dim:
         print("  note: a new projection is randomly initialised; train it before trusting its vectors")
 
