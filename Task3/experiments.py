@@ -27,6 +27,7 @@ from typing import Any
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
+from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import classification_metrics, majority_baseline
 from sentence_mtl.training import TrainingConfig, hardware_description, load_tasks, train
 from sentence_mtl.zero_shot import ZeroShotClassifier
@@ -47,6 +48,7 @@ class Experiment:
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = (TOPIC, SENTIMENT)
+    start_from: str | None = None  # an experiment whose seed-0 best checkpoint this one continues
 
 
 # The plain loop of the issue: AdamW 5e-5 / 1e-3, batch 32, 4 epochs, linear warm-up/decay, mean
@@ -70,6 +72,11 @@ LABEL_DESCRIPTIONS = {
         "positive": "A positive review: the film is good, moving and enjoyable.",
     },
 }
+
+# Scenario 3 (one head frozen): continue the plain multi-task model (seed 0's best checkpoint) with
+# the topic head frozen, for one SST epoch of steps, and watch the topic accuracy on dev as the shared
+# encoder drifts. Each run's seed changes the batch order and dropout, not the starting model.
+FORGET = {"freeze": "head:topic", "max_steps": 270, "eval_every": 30, "encoder_lr": 5e-5, "head_lr": 1e-3}
 
 GRID = [
     Experiment("zero_shot_names", "nothing trained: nearest label name by cosine", {"zero_shot": "names"}),
@@ -108,11 +115,48 @@ GRID = [
     ),
     Experiment("top2", "top-2 layers unfrozen", {**FINETUNE, "freeze": "top:2"}),
     Experiment("top4", "top-4 layers unfrozen", {**FINETUNE, "freeze": "top:4"}),
+    Experiment(
+        "forget_sentiment_only",
+        "topic head frozen, sentiment batches only",
+        {**FORGET, "train_tasks": ["sentiment"]},
+        start_from="mtl_plain",
+    ),
+    Experiment(
+        "forget_low_encoder_lr",
+        "topic head frozen, sentiment batches only, encoder LR 1e-5",
+        {**FORGET, "train_tasks": ["sentiment"], "encoder_lr": 1e-5},
+        start_from="mtl_plain",
+    ),
+    Experiment(
+        "forget_interleaved",
+        "topic head frozen, topic batches interleaved (proportional)",
+        FORGET,
+        start_from="mtl_plain",
+    ),
 ]
 
 
 def result_path(experiment: Experiment, seed: int) -> Path:
     return RESULTS / experiment.name / f"seed{seed}.json"
+
+
+def experiment_named(name: str) -> Experiment:
+    return next(experiment for experiment in GRID if experiment.name == name)
+
+
+def start_checkpoint(experiment: Experiment, device: str | None) -> Path:
+    """The best/ folder a continuing experiment starts from, trained first if this machine lacks it."""
+    assert experiment.start_from is not None
+    base = experiment_named(experiment.start_from)
+    folder = SCRATCH / base.name / "seed0" / "best"
+    if not folder.is_dir():
+        logging.warning(
+            "%s starts from %s seed 0, whose checkpoint is not here: training it", experiment.name, base.name
+        )
+        record = run(base, 0, device)
+        if not result_path(base, 0).is_file():
+            save_record(base, 0, record)
+    return folder
 
 
 def pending_runs(experiments: list[Experiment], seeds: list[int]) -> list[tuple[Experiment, int]]:
@@ -168,13 +212,16 @@ def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]
     """Train one configuration with one seed and return the compact result record."""
     if "zero_shot" in experiment.overrides:
         return run_zero_shot(experiment, seed, device)
+    overrides = experiment.overrides
     output_dir = SCRATCH / experiment.name / f"seed{seed}"
+    if experiment.start_from is not None:
+        overrides = {**overrides, "init_from": str(start_checkpoint(experiment, device))}
     config = TrainingConfig(
         output_dir=str(output_dir),
         tasks=list(experiment.tasks),
         seed=seed,
         device=device,
-        **experiment.overrides,
+        **overrides,
     )
     started = time.perf_counter()
     metrics = train(config, overwrite=True, show_progress=False)
@@ -210,6 +257,12 @@ def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]
     }
 
 
+def save_record(experiment: Experiment, seed: int, record: dict[str, Any]) -> None:
+    path = result_path(experiment, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1))
+
+
 def load_results() -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(RESULTS.glob("*/seed*.json")):
@@ -235,14 +288,16 @@ def tables(results: dict[str, list[dict[str, Any]]]) -> str:
     ]
     for experiment in GRID:
         records = results.get(experiment.name, [])
-        if not records:
+        if not records or experiment.start_from is not None:
             continue
 
         def values(task: str, metric: str, split: str = "test", records=records) -> list[float]:
             return [r[split][task][metric] for r in records if task in r.get(split, {})]
 
         neutral = [
-            r["test"]["sentiment"]["per_class_f1"]["neutral"] for r in records if "sentiment" in r["test"]
+            r["test"]["sentiment"]["per_class_f1"]["neutral"]
+            for r in records
+            if "neutral" in r["test"].get("sentiment", {}).get("per_class_f1", {})
         ]
         dev = [statistics.fmean(t["macro_f1"] for t in r["dev"].values()) for r in records]
         seconds = statistics.fmean(r["wall_seconds"] for r in records)
@@ -252,9 +307,62 @@ def tables(results: dict[str, list[dict[str, Any]]]) -> str:
             f"| {mean_std(values('sentiment', 'macro_f1'))} | {mean_std(neutral)} | {mean_std(dev)} "
             f"| {records[0]['trainable_parameters']:,} | {seconds:.0f} |"
         )
+    lines += ["", *forgetting_table(results)]
     hardware = sorted({r["hardware"] for records in results.values() for r in records})
     lines += ["", "Hardware: " + "; ".join(hardware)]
     return "\n".join(lines) + "\n"
+
+
+def forgetting(record: dict[str, Any]) -> dict[str, float]:
+    """Scenario 3 from one run's dev history: the frozen topic head's accuracy at the start and the end.
+
+    Step 0 is the starting model, so ``topic_drop`` is the accuracy the frozen head lost as the shared
+    encoder moved on; ``sentiment_gain`` is what the continued training bought on the other task.
+    """
+    history = [entry for entry in record["history"] if entry.get("event") == "eval"]
+    if not history or history[0]["step"] != 0:
+        raise ValueError(
+            f"{record['experiment']} seed {record['seed']}: its history does not start at step 0"
+        )
+    first, last = history[0], history[-1]
+    return {
+        "topic_start": first["topic/accuracy"],
+        "topic_end": last["topic/accuracy"],
+        "topic_lowest": min(entry["topic/accuracy"] for entry in history),
+        "topic_drop": first["topic/accuracy"] - last["topic/accuracy"],
+        "sentiment_start": first["sentiment/macro_f1"],
+        "sentiment_end": last["sentiment/macro_f1"],
+        "sentiment_gain": last["sentiment/macro_f1"] - first["sentiment/macro_f1"],
+    }
+
+
+def forgetting_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Markdown lines for scenario 3 (dev, mean ± std over seeds); empty when none has run."""
+    rows = []
+    for experiment in GRID:
+        records = results.get(experiment.name, [])
+        if experiment.start_from is None or not records:
+            continue
+        summaries = [forgetting(record) for record in records]
+
+        def column(key: str, summaries=summaries) -> str:
+            return mean_std([summary[key] for summary in summaries])
+
+        rows.append(
+            f"| {experiment.name} | {len(records)} | {column('topic_start')} | {column('topic_end')} "
+            f"| {column('topic_drop')} | {column('sentiment_start')} | {column('sentiment_end')} "
+            f"| {column('sentiment_gain')} |"
+        )
+    if not rows:
+        return []
+    return [
+        "Scenario 3, on dev: the frozen topic head while training continues (start = step 0).",
+        "",
+        "| experiment | seeds | TREC-6 acc start | TREC-6 acc end | TREC-6 acc drop "
+        "| SST-3 macro-F1 start | SST-3 macro-F1 end | SST-3 macro-F1 gain |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def main() -> None:
@@ -282,9 +390,7 @@ def main() -> None:
         for experiment, seed in pending_runs(selected, args.seeds):
             print(f"run  {experiment.name} seed {seed} …", flush=True)
             record = run(experiment, seed, args.device)
-            path = result_path(experiment, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            save_record(experiment, seed, record)
             test = record.get("test", {})
             print(
                 "     "

@@ -9,6 +9,9 @@ With no --task it trains on the built-in demo data (6 topics × 3 sentiments) in
     python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
         --freeze encoder --head mlp --head-lr 1e-3 --epochs 20       # frozen encoder: cached embeddings
     python Task4/task4.py --resume runs/trec_sst                       # continue an interrupted run
+    python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
+        --init-from runs/trec_sst/best --freeze head:topic --train-tasks sentiment \
+        --output-dir runs/sentiment_only                               # continue one task (Task 3)
     python Task2/task2.py --checkpoint runs/trec_sst/best              # predictions of the best model
     torchrun --nproc_per_node=4 Task4/task4.py --task topic=../shared/data/trec \
         --task sentiment=../shared/data/sst --output-dir runs/ddp      # DDP, one process per GPU
@@ -55,8 +58,21 @@ def parse_args() -> argparse.Namespace:
     data.add_argument(
         "--dev-fraction", type=float, default=0.1, help="dev share carved from train when no dev file"
     )
+    data.add_argument(
+        "--train-tasks",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="tasks that get training batches; the other --task sets are only evaluated (default: all)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULTS.model, help="default: packaged all-MiniLM-L6-v2")
+    model.add_argument(
+        "--init-from",
+        default=None,
+        metavar="DIR",
+        help="start from a trained MultiTaskModel folder (a run's best/) instead of a fresh model",
+    )
     model.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -140,7 +156,9 @@ def main() -> None:
             output_dir=args.output_dir,
             tasks=args.task,
             dev_fraction=args.dev_fraction,
+            train_tasks=args.train_tasks,
             model=args.model,
+            init_from=args.init_from,
             trust_remote_code=args.trust_remote_code,
             max_length=args.max_length,
             head=args.head,

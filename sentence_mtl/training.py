@@ -78,7 +78,9 @@ class TrainingConfig:
     tasks: list[str] = field(default_factory=list)
     dev_fraction: float = 0.1
     data_seed: int = 0  # carves missing dev splits; fixed, so every training seed sees the same dev set
+    train_tasks: list[str] | None = None  # tasks that get training batches; the others are only evaluated
     model: str | None = None
+    init_from: str | None = None  # a MultiTaskModel folder (e.g. a run's best/) to start from
     trust_remote_code: bool = False
     max_length: int | None = 128
     head: str = "linear"
@@ -167,6 +169,8 @@ class TrainingConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidInputError(message)
+        if self.train_tasks is not None and not self.train_tasks:
+            raise InvalidInputError("--train-tasks is empty; name at least one task, or leave it out for all")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
@@ -287,6 +291,10 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.amp = resolve_amp(config.amp, self.device)
+        if model is None and config.init_from:
+            model = MultiTaskModel.load(
+                config.init_from, device=self.device, trust_remote_code=config.trust_remote_code
+            )
         if model is None:
             encoder = SentenceEncoder.from_pretrained(
                 config.model,
@@ -301,6 +309,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.model.apply_freeze(config.freeze)
         self._check_labels()
+        self.train_task_names = self._train_task_names()
 
         # Tokenise every split once.
         encoder = self.model.encoder
@@ -315,13 +324,15 @@ class Trainer:
         self.embedding_cache: dict[tuple[str, str], torch.Tensor] = {}
 
         # Batching, task sampling, loss weighting, class weights.
+        # Only the training tasks get batches; a task left out of --train-tasks is evaluated only.
+        training = {name: self.train_data[name] for name in self.train_task_names}
         self.streams = {
             name: TaskBatchStream(
                 data.lengths, config.batch_size, config.seed + 1 + index, config.group_by_length
             )
-            for index, (name, data) in enumerate(sorted(self.train_data.items()))
+            for index, (name, data) in enumerate(sorted(training.items()))
         }
-        sizes = {name: len(data) for name, data in self.train_data.items()}
+        sizes = {name: len(data) for name, data in training.items()}
         self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
         static_weights = (
             parse_static_weights(config.loss_weights, sorted(self.tasks)) if config.loss_weights else None
@@ -337,7 +348,7 @@ class Trainer:
         }
 
         # Steps, optimiser, schedule.
-        self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in self.train_data.values())
+        self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in training.values())
         self.total_steps = config.max_steps or max(
             1, math.ceil(config.epochs * self.batches_per_epoch / config.grad_accumulation)
         )
@@ -368,13 +379,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _check_labels(self) -> None:
+        specs = {spec.name: spec for spec in self.model.tasks}
         for name, task in self.tasks.items():
-            spec = next(spec for spec in self.model.tasks if spec.name == name)
+            spec = specs.get(name)
+            if spec is None:
+                raise InvalidInputError(
+                    f"the model has no head for task {name!r} (its tasks: {sorted(specs)}); "
+                    "name the tasks it was trained on, or start without --init-from"
+                )
             if list(spec.labels) != list(task.labels):
                 raise InvalidInputError(
                     f"task {name!r}: the model's labels {list(spec.labels)} "
                     f"differ from the data's {task.labels}"
                 )
+
+    def _train_task_names(self) -> list[str]:
+        names = self.config.train_tasks
+        if names is None:
+            return sorted(self.tasks)
+        unknown = sorted(set(names) - set(self.tasks))
+        if unknown:
+            raise InvalidInputError(
+                f"--train-tasks names {unknown}, which this run has no data for; "
+                f"its tasks: {sorted(self.tasks)}"
+            )
+        return sorted(set(names))
 
     def _features(self, data: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
         batch = self.model.encoder.tokenizer.pad(
@@ -728,6 +757,9 @@ class Trainer:
         counts: dict[str, int] = {}
         stopped_early = False
         self.model.train()
+        if self.state.step == 0 and config.init_from:
+            # The starting model is a candidate too, and step 0 anchors the curves (e.g. forgetting).
+            self._evaluate_and_checkpoint()
         with self._signals_write_checkpoint():
             started = time.perf_counter()
             while self.state.step < self.total_steps:

@@ -61,3 +61,69 @@ def test_tables_report_mean_and_sample_std_over_seeds(experiments: ModuleType) -
     assert "| 1 | 88.0 | 87.0 |" in rows["frozen_linear"]
     assert table.index("frozen_linear") < table.index("mtl_plain")  # grid order, not file order
     assert "Hardware: test CPU" in table
+
+
+def write_task_folder(folder: Path, rows: dict[str, list[str]]) -> str:
+    folder.mkdir(parents=True)
+    lines = ["text\tlabel"] + [f"{text}\t{label}" for label, texts in rows.items() for text in texts]
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_forgetting_is_measured_from_the_starting_model(
+    experiments: ModuleType, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = write_task_folder(
+        tmp_path / "topic",
+        {
+            "sport": ["the striker scored a goal", "the team won the final", "a great tennis serve"],
+            "money": ["the bank raised rates", "stocks fell sharply today", "the firm reported profit"],
+        },
+    )
+    sentiment = write_task_folder(
+        tmp_path / "sentiment",
+        {
+            "bad": ["i hated every minute", "a terrible awful film", "worst day ever"],
+            "good": ["i loved it so much", "a wonderful delightful day", "best meal of my life"],
+        },
+    )
+    tiny = {
+        "model": str(tiny_bert_dir),
+        "batch_size": 4,
+        "encoder_lr": 1e-3,
+        "head_lr": 1e-2,
+        "warmup_ratio": 0.0,
+    }
+    tasks = (f"topic={topic}", f"sentiment={sentiment}")
+    base = experiments.Experiment("base", "both tasks", {**tiny, "max_steps": 8, "eval_every": 4}, tasks)
+    forget = experiments.Experiment(
+        "forget",
+        "topic head frozen, sentiment only",
+        {**tiny, "freeze": "head:topic", "train_tasks": ["sentiment"], "max_steps": 6, "eval_every": 2},
+        tasks,
+        start_from="base",
+    )
+    monkeypatch.setattr(experiments, "GRID", [base, forget])
+    monkeypatch.setattr(experiments, "SCRATCH", tmp_path / "scratch")
+
+    record = experiments.run(forget, 0, "cpu")  # trains the missing starting checkpoint first
+    base_record = json.loads(experiments.result_path(base, 0).read_text())
+    assert [entry["step"] for entry in record["history"]] == [0, 2, 4, 6]
+    summary = experiments.forgetting(record)
+    assert summary["topic_start"] == base_record["dev"]["topic"]["accuracy"]
+    assert summary["topic_end"] == record["history"][-1]["topic/accuracy"]
+    assert summary["topic_drop"] == pytest.approx(summary["topic_start"] - summary["topic_end"])
+    assert summary["topic_lowest"] <= min(summary["topic_start"], summary["topic_end"])
+
+    experiments.save_record(forget, 0, record)
+    table = experiments.tables(experiments.load_results())
+    forget_rows = [line for line in table.splitlines() if line.startswith("| forget |")]
+    assert len(forget_rows) == 1 and "| 1 |" in forget_rows[0]
+    assert not any(line.startswith("| forget |") for line in table.split("Scenario 3")[0].splitlines())
+
+
+def test_forgetting_needs_a_history_that_starts_at_step_zero(experiments: ModuleType) -> None:
+    record = {"experiment": "x", "seed": 0, "history": [{"event": "eval", "step": 5}]}
+    with pytest.raises(ValueError, match="does not start at step 0"):
+        experiments.forgetting(record)

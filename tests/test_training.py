@@ -266,3 +266,53 @@ def test_task4_script_reports_bad_task_syntax(tmp_path: Path) -> None:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    # Task 3's scenario 3: start from a trained model, freeze the topic head, train on mood only.
+    first = train(tiny_config(tiny_bert_dir, tmp_path / "both"), toy_tasks(), show_progress=False)
+    config = tiny_config(
+        tiny_bert_dir,
+        tmp_path / "mood_only",
+        init_from=str(tmp_path / "both" / "best"),
+        freeze="head:topic",
+        train_tasks=["mood"],
+        max_steps=6,
+        eval_every=3,
+    )
+    trainer = Trainer(config, toy_tasks())
+    start = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    metrics = trainer.fit(show_progress=False)
+
+    # Step 0 evaluates the starting model: it is the first run's best model.
+    assert [record["step"] for record in metrics["history"]] == [0, 3, 6]
+    assert metrics["history"][0]["topic/accuracy"] == first["dev"]["topic"]["accuracy"]
+    last = dict(MultiTaskModel.load(tmp_path / "mood_only" / "last" / "model").named_parameters())
+    topic_head = [name for name in start if name.startswith("heads.topic.")]
+    assert topic_head
+    for name in topic_head:
+        torch.testing.assert_close(last[name], start[name], rtol=0, atol=0)
+    assert any(not torch.equal(last[name], start[name]) for name in start if name.startswith("encoder."))
+    trained = {
+        task
+        for line in (tmp_path / "mood_only" / "log.jsonl").read_text().splitlines()
+        if (record := json.loads(line))["event"] == "train"
+        for task in record["loss"]
+    }
+    assert trained == {"mood"}
+    assert metrics["sampling_probabilities"] == {"mood": 1.0}
+
+
+def test_bad_train_tasks_and_init_from_are_named(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"--train-tasks names \['weather'\]"):
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", train_tasks=["weather"]), toy_tasks())
+    with pytest.raises(InvalidInputError, match="--train-tasks is empty"):
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "b", train_tasks=[]), toy_tasks())
+    train(tiny_config(tiny_bert_dir, tmp_path / "topic", max_steps=2), toy_tasks()[:1], show_progress=False)
+    with pytest.raises(InvalidInputError, match="no head for task 'mood'"):
+        Trainer(
+            tiny_config(tiny_bert_dir, tmp_path / "c", init_from=str(tmp_path / "topic" / "best")),
+            toy_tasks(),
+        )
