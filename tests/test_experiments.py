@@ -26,13 +26,14 @@ def experiments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def fake_record(name: str, seed: int, topic_accuracy: float) -> dict:
     task = {"accuracy": topic_accuracy, "macro_f1": topic_accuracy - 0.01, "per_class_f1": {}}
     sentiment = {"accuracy": 0.7, "macro_f1": 0.6, "per_class_f1": {"neutral": 0.3}}
+    dev_task = {"accuracy": 0.5, "macro_f1": 0.4, "per_class_f1": {}}
     return {
         "experiment": name,
         "seed": seed,
         "wall_seconds": 10.0,
         "trainable_parameters": 1234,
         "hardware": "test CPU",
-        "dev": {"topic": task, "sentiment": sentiment},
+        "dev": {"topic": dev_task, "sentiment": sentiment},
         "test": {"topic": task, "sentiment": sentiment},
     }
 
@@ -56,10 +57,12 @@ def test_tables_report_mean_and_sample_std_over_seeds(experiments: ModuleType) -
     write(experiments, "mtl_plain", 1, 0.92)
     write(experiments, "frozen_linear", 0, 0.88)
     table = experiments.tables(experiments.load_results())
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    test, dev = table.split("Dev (")
+    rows = {line.split(" | ")[0].strip("| "): line for line in test.splitlines() if line.startswith("| ")}
     assert "| 2 | 91.0 ± 1.4 | 90.0 ± 1.4 | 70.0 ± 0.0 | 60.0 ± 0.0 | 30.0 ± 0.0 |" in rows["mtl_plain"]
     assert "| 1 | 88.0 | 87.0 |" in rows["frozen_linear"]
-    assert table.index("frozen_linear") < table.index("mtl_plain")  # grid order, not file order
+    assert test.index("frozen_linear") < test.index("mtl_plain")  # grid order, not file order
+    assert "| mtl_plain | 2 | 50.0 ± 0.0 | 40.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 | 30.0 ± 0.0 | 50.0 " in dev
     assert "Hardware: test CPU" in table
 
 
