@@ -33,9 +33,9 @@ FREEZING = [
     ("mtl_plain", "all layers (plain loop)"),
 ]
 FORGETTING = [
-    ("forget_sentiment_only", "sentiment batches only"),
-    ("forget_low_encoder_lr", "sentiment only, encoder LR 1e-5"),
-    ("forget_interleaved", "topic batches interleaved"),
+    ("forget_sentiment_only", "sentiment only, encoder LR 5e-5"),
+    ("forget_high_lr", "sentiment only, encoder LR 2e-4"),
+    ("forget_high_lr_interleaved", "LR 2e-4, topic batches interleaved"),
 ]
 
 
