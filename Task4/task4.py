@@ -71,7 +71,8 @@ def parse_args() -> argparse.Namespace:
         "--init-from",
         default=None,
         metavar="DIR",
-        help="start from a trained MultiTaskModel folder (a run's best/) instead of a fresh model",
+        help="start from a trained MultiTaskModel folder (a run's best/); its encoder and heads "
+        "replace --model/--head/--hidden/--dropout",
     )
     model.add_argument(
         "--trust-remote-code",
