@@ -9,6 +9,12 @@ sessions and machines; `--tables` regenerates Task3/results/tables.md (mean ± s
     python Task3/experiments.py --only mtl single --seeds 0 1 2
     python Task3/experiments.py --tables                     # rebuild the tables from the JSONs
     python Task3/experiments.py --only mtl --device cuda     # the fine-tuning grid on a GPU
+    python Task3/experiments.py --device cuda --workers 6    # 6 runs at a time on one GPU
+
+Every run is fp32 unless `--amp` says otherwise, so seeds run on a CPU and on a GPU are comparable.
+MiniLM at batch 32 leaves a GPU mostly idle (each step waits on Python), so `--workers N` runs N
+runs at once in separate processes; their records say so (`concurrent_runs`), since their wall
+times are then shared.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import socket
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
@@ -49,6 +59,16 @@ class Experiment:
     overrides: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = (TOPIC, SENTIMENT)
     start_from: str | None = None  # an experiment whose seed-0 best checkpoint this one continues
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this machine runs the grid; an experiment's own overrides take precedence."""
+
+    device: str | None = None
+    model: str | None = None  # default: the packaged all-MiniLM-L6-v2
+    amp: str = "fp32"
+    concurrent_runs: int = 1
 
 
 # The plain loop of the issue: AdamW 5e-5 / 1e-3, batch 32, 4 epochs, linear warm-up/decay, mean
@@ -97,6 +117,11 @@ GRID = [
     Experiment(
         "mtl_balanced", "multi-task, balanced class weights", {**FINETUNE, "class_weights": "balanced"}
     ),
+    Experiment("mtl_epochs8", "multi-task, 8 epochs", {**FINETUNE, "epochs": 8.0}),
+    Experiment(
+        "mtl_label_smoothing", "multi-task, label smoothing 0.1", {**FINETUNE, "label_smoothing": 0.1}
+    ),
+    Experiment("mtl_mlp_head", "multi-task, MLP heads", {**FINETUNE, "head": "mlp"}),
     Experiment(
         "mtl_lr1e-4_ld0.9",
         "multi-task, encoder LR 1e-4, layer decay 0.9",
@@ -143,15 +168,41 @@ GRID = [
 ]
 
 
-def result_path(experiment: Experiment, seed: int) -> Path:
-    return RESULTS / experiment.name / f"seed{seed}.json"
-
-
 def experiment_named(name: str) -> Experiment:
     return next(experiment for experiment in GRID if experiment.name == name)
 
 
-def start_checkpoint(experiment: Experiment, device: str | None) -> Path:
+def single_task_twins(experiment: Experiment) -> list[Experiment]:
+    """Each task trained alone with a multi-task experiment's settings: the same-budget comparison."""
+    return [
+        Experiment(
+            f"{experiment.name}.single_{task}",
+            f"single-task {task}, the settings of {experiment.name}",
+            experiment.overrides,
+            (spec,),
+        )
+        for task, spec in (("topic", TOPIC), ("sentiment", SENTIMENT))
+    ]
+
+
+# The dev candidates of Task 4 that change what a single-task run would do too (sampling and loss
+# weighting do not: their single-task twins are single_topic and single_sentiment).
+TWINNED = (
+    "mtl_balanced",
+    "mtl_epochs8",
+    "mtl_label_smoothing",
+    "mtl_mlp_head",
+    "mtl_lr1e-4_ld0.9",
+    "mtl_lr1e-4_ld0.9_balanced",
+)
+GRID += [twin for name in TWINNED for twin in single_task_twins(experiment_named(name))]
+
+
+def result_path(experiment: Experiment, seed: int) -> Path:
+    return RESULTS / experiment.name / f"seed{seed}.json"
+
+
+def start_checkpoint(experiment: Experiment, options: RunOptions) -> Path:
     """The best/ folder a continuing experiment starts from, trained first if this machine lacks it."""
     assert experiment.start_from is not None
     base = experiment_named(experiment.start_from)
@@ -160,7 +211,7 @@ def start_checkpoint(experiment: Experiment, device: str | None) -> Path:
         logging.warning(
             "%s starts from %s seed 0, whose checkpoint is not here: training it", experiment.name, base.name
         )
-        record = run(base, 0, device)
+        record = run(base, 0, options)
         if not result_path(base, 0).is_file():
             save_record(base, 0, record)
     return folder
@@ -176,10 +227,10 @@ def pending_runs(experiments: list[Experiment], seeds: list[int]) -> list[tuple[
     return pending
 
 
-def run_zero_shot(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
-    """Scenario 1: the packaged encoder, frozen, classifies by nearest label name or description."""
+def run_zero_shot(experiment: Experiment, seed: int, options: RunOptions) -> dict[str, Any]:
+    """Scenario 1: the encoder, frozen, classifies by nearest label name or description."""
     started = time.perf_counter()
-    encoder = SentenceEncoder.from_pretrained(device=device)
+    encoder = SentenceEncoder.from_pretrained(options.model, device=options.device)
     tasks = load_tasks(TrainingConfig(tasks=list(experiment.tasks)))
     record: dict[str, Any] = {"dev": {}, "test": {}, "baseline": {"dev": {}, "test": {}}}
     for task in tasks:
@@ -210,24 +261,25 @@ def run_zero_shot(experiment: Experiment, seed: int, device: str | None) -> dict
         "trainable_parameters": 0,
         "hardware": hardware_description(encoder.device),
         "host": socket.gethostname(),
-        "config": {},
+        "concurrent_runs": options.concurrent_runs,
+        "config": {"model": encoder.name},
         "history": [],
     }
 
 
-def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]:
+def run(experiment: Experiment, seed: int, options: RunOptions) -> dict[str, Any]:
     """Train one configuration with one seed and return the compact result record."""
     if "zero_shot" in experiment.overrides:
-        return run_zero_shot(experiment, seed, device)
-    overrides = experiment.overrides
+        return run_zero_shot(experiment, seed, options)
+    overrides = {"model": options.model, "amp": options.amp, **experiment.overrides}
     output_dir = SCRATCH / experiment.name / f"seed{seed}"
     if experiment.start_from is not None:
-        overrides = {**overrides, "init_from": str(start_checkpoint(experiment, device))}
+        overrides["init_from"] = str(start_checkpoint(experiment, options))
     config = TrainingConfig(
         output_dir=str(output_dir),
         tasks=list(experiment.tasks),
         seed=seed,
-        device=device,
+        device=options.device,
         **overrides,
     )
     started = time.perf_counter()
@@ -259,6 +311,7 @@ def run(experiment: Experiment, seed: int, device: str | None) -> dict[str, Any]
         "trainable_parameters": metrics["parameters"]["total"]["trainable"],
         "hardware": metrics["hardware"],
         "host": socket.gethostname(),
+        "concurrent_runs": options.concurrent_runs,
         "config": metrics["config"],
         "history": metrics["history"],
     }
@@ -268,6 +321,39 @@ def save_record(experiment: Experiment, seed: int, record: dict[str, Any]) -> No
     path = result_path(experiment, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def run_and_save(name: str, seed: int, options: RunOptions) -> str:
+    """One run, start to saved record; returns its one-line test summary."""
+    experiment = experiment_named(name)
+    record = run(experiment, seed, options)
+    save_record(experiment, seed, record)
+    test = ", ".join(
+        f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
+        for task, r in record.get("test", {}).items()
+    )
+    return f"done {name} seed {seed}: {test} ({record['wall_seconds']:.0f} s)"
+
+
+def share_threads(workers: int) -> None:
+    """Each of ``workers`` processes gets its share of the cores, so they do not fight over them."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def run_in_parallel(runs: list[tuple[Experiment, int]], options: RunOptions, workers: int) -> None:
+    """Runs in ``workers`` fresh processes (spawned, so each has its own CUDA context).
+
+    Continuing experiments' starting checkpoints are trained here first, once, so that no two
+    workers train the same one.
+    """
+    continuing = {e.name: e for e, _ in runs if e.start_from is not None}
+    for experiment in continuing.values():
+        start_checkpoint(experiment, options)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer=share_threads, initargs=(workers,)) as pool:
+        futures = [pool.submit(run_and_save, e.name, seed, options) for e, seed in runs]
+        for future in as_completed(futures):
+            print(future.result(), flush=True)
 
 
 def load_results() -> dict[str, list[dict[str, Any]]]:
@@ -396,6 +482,9 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default=None)
+    parser.add_argument("--model", default=None, help="model folder or hub name (default: packaged MiniLM)")
+    parser.add_argument("--amp", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--list", action="store_true", help="show the grid and which runs exist")
     parser.add_argument("--tables", action="store_true", help="only rebuild Task3/results/tables.md")
     args = parser.parse_args()
@@ -408,21 +497,16 @@ def main() -> None:
             done = [seed for seed in args.seeds if result_path(experiment, seed).is_file()]
             print(f"{experiment.name:<20} seeds done {done}  {experiment.description}")
         return
-    if not args.tables:
-        for experiment, seed in pending_runs(selected, args.seeds):
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    options = RunOptions(args.device, args.model, args.amp, args.workers)
+    runs = [] if args.tables else pending_runs(selected, args.seeds)
+    if args.workers > 1:
+        run_in_parallel(runs, options, args.workers)
+    else:
+        for experiment, seed in runs:
             print(f"run  {experiment.name} seed {seed} …", flush=True)
-            record = run(experiment, seed, args.device)
-            save_record(experiment, seed, record)
-            test = record.get("test", {})
-            print(
-                "     "
-                + ", ".join(
-                    f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
-                    for task, r in test.items()
-                )
-                + f" ({record['wall_seconds']:.0f} s)",
-                flush=True,
-            )
+            print(run_and_save(experiment.name, seed, options), flush=True)
     table = tables(load_results())
     (RESULTS / "tables.md").parent.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tables.md").write_text(table, encoding="utf-8")

@@ -9,7 +9,7 @@ Measures, in one process and on the same batches:
 
     python bench/train.py                      # about 5 minutes on 2 CPU cores
     python bench/train.py --steps 40 --full-epoch
-    python bench/train.py --device cuda --batch-size 128 --amp bf16
+    python bench/train.py --device cuda --batch-size 128 --amp fp32 --full-epoch
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def make_trainer(output: Path, args: argparse.Namespace, **overrides) -> Trainer:
     values = dict(
-        output_dir=str(output), batch_size=args.batch_size, device=args.device, amp=args.amp, seed=0
+        output_dir=str(output),
+        model=args.model,
+        batch_size=args.batch_size,
+        device=args.device,
+        amp=args.amp,
+        seed=0,
     )
     values.update(overrides)
     tasks = [
@@ -92,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--model", default=None, help="model folder (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)

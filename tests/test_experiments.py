@@ -110,7 +110,8 @@ def test_forgetting_is_measured_from_the_starting_model(
     monkeypatch.setattr(experiments, "GRID", [base, forget])
     monkeypatch.setattr(experiments, "SCRATCH", tmp_path / "scratch")
 
-    record = experiments.run(forget, 0, "cpu")  # trains the missing starting checkpoint first
+    # trains the missing starting checkpoint first
+    record = experiments.run(forget, 0, experiments.RunOptions(device="cpu"))
     base_record = json.loads(experiments.result_path(base, 0).read_text())
     assert [entry["step"] for entry in record["history"]] == [0, 2, 4, 6]
     summary = experiments.forgetting(record)
