@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from sentence_mtl.errors import ModelLoadError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,3 +134,73 @@ def test_forgetting_needs_a_history_that_starts_at_step_zero(experiments: Module
     record = {"experiment": "x", "seed": 0, "history": [{"event": "eval", "step": 5}]}
     with pytest.raises(ValueError, match="does not start at step 0"):
         experiments.forgetting(record)
+
+
+def test_single_task_twins_keep_the_settings_and_train_one_task_each(experiments: ModuleType) -> None:
+    candidate = experiments.experiment_named("mtl_balanced")
+    topic, sentiment = experiments.single_task_twins(candidate)
+    assert (topic.name, sentiment.name) == ("mtl_balanced.single_topic", "mtl_balanced.single_sentiment")
+    assert topic.tasks == (experiments.TOPIC,) and sentiment.tasks == (experiments.SENTIMENT,)
+    assert topic.overrides == sentiment.overrides == candidate.overrides
+    names = [experiment.name for experiment in experiments.GRID]
+    assert len(names) == len(set(names))
+    for name in experiments.TWINNED:  # every twinned candidate's twins are in the grid
+        assert f"{name}.single_topic" in names and f"{name}.single_sentiment" in names
+
+
+def test_the_plain_grid_rows_pin_unweighted_cross_entropy(experiments: ModuleType) -> None:
+    """The package default moved to balanced class weights; the grid's plain rows must not move."""
+    for name in ("mtl_plain", "single_topic", "frozen_linear", "forget_high_lr", "top2"):
+        assert experiments.experiment_named(name).overrides["class_weights"] == "none"
+    assert experiments.experiment_named("mtl_balanced").overrides["class_weights"] == "balanced"
+
+
+def test_tables_say_where_each_experiment_ran(experiments: ModuleType) -> None:
+    write(experiments, "mtl_plain", 0, 0.90)
+    for seed in (0, 1):
+        record = fake_record("top2", seed, 0.9) | {
+            "hardware": "NVIDIA H200, torch 2.11.0+cu130",
+            "concurrent_runs": 6,
+        }
+        path = experiments.result_path(experiments.experiment_named("top2"), seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    test = experiments.tables(experiments.load_results()).split("Dev (")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in test.splitlines() if line.startswith("| ")}
+    assert rows["mtl_plain"].endswith("| CPU |")
+    assert rows["top2"].endswith("| NVIDIA H200 ×6 |")
+
+
+def test_run_options_fill_in_what_the_experiment_leaves_open(
+    experiments: ModuleType, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = write_task_folder(
+        tmp_path / "topic",
+        {"sport": ["the team won the final", "a great serve"], "money": ["rates rose", "stocks fell"]},
+    )
+    tasks = (f"topic={task}",)
+    experiment = experiments.Experiment("tiny", "one task", {"max_steps": 2, "batch_size": 2}, tasks)
+    monkeypatch.setattr(experiments, "SCRATCH", tmp_path / "scratch")
+    options = experiments.RunOptions(device="cpu", model=str(tiny_bert_dir), concurrent_runs=3)
+    record = experiments.run(experiment, 0, options)
+    assert record["config"]["model"] == str(tiny_bert_dir)
+    assert record["config"]["amp"] == "fp32"
+    assert record["concurrent_runs"] == 3
+    assert not (tmp_path / "scratch" / "tiny" / "seed0" / "last").exists()  # only best/ is kept
+
+    own_model = {**experiment.overrides, "model": "nowhere"}
+    pinned = experiments.Experiment("pinned", "own model", own_model, tasks)
+    with pytest.raises(ModelLoadError, match="nowhere"):  # the experiment's own model wins over --model
+        experiments.run(pinned, 0, options)
+
+
+def test_workers_below_one_are_refused_by_the_script() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "Task3" / "experiments.py"), "--workers", "0", "--only", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "--workers must be at least 1, got 0" in completed.stderr
+    assert "Traceback" not in completed.stderr
