@@ -138,6 +138,8 @@ GRID = [
         "mtl_label_smoothing", "multi-task, label smoothing 0.1", {**FINETUNE, "label_smoothing": 0.1}
     ),
     Experiment("mtl_mlp_head", "multi-task, MLP heads", {**FINETUNE, "head": "mlp"}),
+    Experiment("mtl_lr2e-5", "multi-task, encoder LR 2e-5", {**FINETUNE, "encoder_lr": 2e-5}),
+    Experiment("mtl_lr1e-4", "multi-task, encoder LR 1e-4", {**FINETUNE, "encoder_lr": 1e-4}),
     Experiment(
         "mtl_lr1e-4_ld0.9",
         "multi-task, encoder LR 1e-4, layer decay 0.9",
