@@ -22,11 +22,12 @@ import sys
 import torch
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl import SentenceEncoder, SentenceMTLError
+from sentence_mtl import SentenceMTLError
 from sentence_mtl.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import InvalidInputError
 from sentence_mtl.model_files import DEFAULT_MODEL_NAME
-from sentence_mtl.multitask import HEAD_TYPES, MultiTaskModel, TaskSpec
+from sentence_mtl.multitask import HEAD_TYPES, build_model
+from sentence_mtl.tasks import TaskSpec
 
 # ---------------------------------------------------------------------- defaults
 DEFAULT_TASKS = {"topic": DEMO_TASK_LABELS["topic"], "sentiment": ["negative", "neutral", "positive"]}
@@ -85,16 +86,16 @@ def main() -> int:
             raise InvalidInputError(
                 f"--checkpoint brings its own encoder, heads and tasks; drop --{', --'.join(clashing)}"
             )
-        model = MultiTaskModel.load(
-            args.checkpoint, device=args.device, trust_remote_code=args.trust_remote_code
-        )
-    else:
-        tasks = parse_tasks(args.tasks) if args.tasks else [TaskSpec(n, v) for n, v in DEFAULT_TASKS.items()]
-        encoder = SentenceEncoder.from_pretrained(
-            args.model or DEFAULT_MODEL_NAME, trust_remote_code=args.trust_remote_code, device=args.device
-        )
-        torch.manual_seed(DEFAULT_SEED if args.seed is None else args.seed)
-        model = MultiTaskModel(encoder, tasks, head=args.head or DEFAULT_HEAD)
+    tasks = parse_tasks(args.tasks) if args.tasks else [TaskSpec(n, v) for n, v in DEFAULT_TASKS.items()]
+    model = build_model(
+        tasks,
+        args.model or DEFAULT_MODEL_NAME,
+        init_from=args.checkpoint,
+        head=args.head or DEFAULT_HEAD,
+        trust_remote_code=args.trust_remote_code,
+        device=args.device,
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
+    )
     model.eval()
     facts = model.describe()
     encoder_facts = facts["encoder"]
@@ -118,10 +119,9 @@ def main() -> int:
         )
 
     # ------------------------------------------------------------------ shapes: one encoder pass, every head
-    tokens = model.encoder.tokenize(args.sentences)
-    batch = {key: value.to(model.encoder.device) for key, value in tokens.items()}
+    batch = model.collator()(args.sentences)
     with torch.inference_mode():
-        embeddings = model.encoder(batch)
+        embeddings = model.embed(batch)
         logits = model.classify(embeddings)
     print(f"\nShapes: one encoder pass for {len(args.sentences)} sentences, then every head")
     print(f"  input_ids {tuple(batch['input_ids'].shape)} → encoder → embeddings {tuple(embeddings.shape)}")

@@ -11,9 +11,7 @@ over seeds).
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tables import load_results  # a sibling module: this script's folder is on sys.path
+
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 FIGURES = HERE / "figures"
 
 # Freezing strategies from "nothing trained" to "everything trained", as (experiment, label).
@@ -38,15 +39,6 @@ FORGETTING = [
     ("forget_high_lr", "sentiment only, encoder LR 2e-4"),
     ("forget_high_lr_interleaved", "LR 2e-4, topic batches interleaved"),
 ]
-
-
-def load_runner():
-    """Task3/experiments.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("task3_experiments", HERE / "experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def mean_and_std(values: list[float]) -> tuple[float, float]:
@@ -116,7 +108,7 @@ def forgetting_figure(results: dict, path: Path) -> None:
 
 
 def main() -> None:
-    results = load_runner().load_results()
+    results = load_results(RESULTS)
     FIGURES.mkdir(exist_ok=True)
     freezing_figure(results, FIGURES / "freezing.png")
     forgetting_figure(results, FIGURES / "forgetting.png")

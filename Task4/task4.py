@@ -31,18 +31,12 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
-from sentence_mtl.distributed import is_main_process
-from sentence_mtl.sampling import SAMPLING_STRATEGIES
-from sentence_mtl.training import (
-    AMP_MODES,
-    CLASS_WEIGHTS,
-    TrainingConfig,
-    TrainingInterrupted,
-    load_saved_config,
-    load_tasks,
-    train,
-)
-from sentence_mtl.weighting import LOSS_WEIGHTINGS
+from sentence_mtl.data import load_tasks
+from sentence_mtl.errors import TrainingInterrupted
+from sentence_mtl.training import AMP_MODES, CLASS_WEIGHTS, TrainingConfig, load_saved_config, train
+from sentence_mtl.training.distributed import is_main_process
+from sentence_mtl.training.sampling import SAMPLING_STRATEGIES
+from sentence_mtl.training.weighting import LOSS_WEIGHTINGS
 
 DEFAULTS = TrainingConfig()
 
@@ -53,7 +47,12 @@ def parse_args() -> argparse.Namespace:
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--task", action="append", default=[], metavar="NAME=DIR", help="repeatable; default: demo"
+        "--task",
+        dest="tasks",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="repeatable; default: demo",
     )
     data.add_argument(
         "--dev-fraction", type=float, default=0.1, help="dev share carved from train when no dev file"
@@ -100,7 +99,10 @@ def parse_args() -> argparse.Namespace:
     optim.add_argument("--grad-clip", type=float, default=DEFAULTS.grad_clip)
     optim.add_argument("--amp", choices=AMP_MODES, default=DEFAULTS.amp)
     optim.add_argument(
-        "--no-group-by-length", action="store_true", help="random batches instead of length-grouped"
+        "--no-group-by-length",
+        dest="group_by_length",
+        action="store_false",
+        help="random batches instead of length-grouped",
     )
     balance = parser.add_argument_group("task balancing and loss")
     balance.add_argument("--sampling", choices=SAMPLING_STRATEGIES, default=DEFAULTS.sampling)
@@ -153,46 +155,10 @@ def main() -> None:
     if args.resume:
         config = load_saved_config(args.resume, device=args.device)
     else:
-        config = TrainingConfig(
-            output_dir=args.output_dir,
-            tasks=args.task,
-            dev_fraction=args.dev_fraction,
-            train_tasks=args.train_tasks,
-            model=args.model,
-            init_from=args.init_from,
-            trust_remote_code=args.trust_remote_code,
-            max_length=args.max_length,
-            head=args.head,
-            dropout=args.dropout,
-            hidden=args.hidden,
-            freeze=args.freeze,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            grad_accumulation=args.grad_accumulation,
-            encoder_lr=args.encoder_lr,
-            head_lr=args.head_lr,
-            layer_decay=args.layer_decay,
-            weight_decay=args.weight_decay,
-            warmup_ratio=args.warmup_ratio,
-            grad_clip=args.grad_clip,
-            sampling=args.sampling,
-            temperature=args.temperature,
-            loss_weighting=args.loss_weighting,
-            loss_weights=args.loss_weights,
-            class_weights=args.class_weights,
-            label_smoothing=args.label_smoothing,
-            group_by_length=not args.no_group_by_length,
-            amp=args.amp,
-            eval_every=args.eval_every,
-            patience=args.patience,
-            seed=args.seed,
-            device=args.device,
-            log_every=args.log_every,
-        )
+        config = TrainingConfig.from_dict(vars(args))  # each flag's dest is the field it sets
 
     # 2. Data: --task NAME=DIR folders, or the built-in demo data; a few decoded samples.
-    tasks = load_tasks(config)
+    tasks = load_tasks(config.tasks, seed=config.data_seed, dev_fraction=config.dev_fraction)
     for task in tasks if main_process else []:
         sizes = ", ".join(
             f"{split} {len(getattr(task, split))}"

@@ -25,7 +25,7 @@ from sentence_transformers import SentenceTransformer
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.encoder import resolve_device
+from sentence_mtl.devices import resolve_device
 from sentence_mtl.model_files import packaged_model_path
 from sentence_mtl.similarity import read_sts_pairs, sts_spearman
 

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl.data import load_task_folder
-from sentence_mtl.optimization import autocast_context
-from sentence_mtl.training import Trainer, TrainingConfig, hardware_description
+from sentence_mtl.devices import autocast, hardware_description
+from sentence_mtl.training import Trainer, TrainingConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -64,6 +64,7 @@ def plain_steps_per_second(twin: Trainer, steps: int) -> float:
     Same model, optimiser and schedule; no loss weighting, class weights, bookkeeping or checks.
     """
     model, optimizer, scheduler = twin.model, twin.optimizer, twin.scheduler
+    collator = model.collator(twin.device)
     model.train()
     start = 0.0
     for index in range(steps + 1):
@@ -72,9 +73,9 @@ def plain_steps_per_second(twin: Trainer, steps: int) -> float:
         task = twin.sampler.next_task()
         rows = next(twin.streams[task])
         data = twin.train_data[task]
-        features = twin._features(data, rows)
+        features = collator.collate([data.ids[i] for i in rows])
         labels = data.labels[torch.from_numpy(rows)].to(twin.device)
-        with autocast_context(twin.device, twin.amp):
+        with autocast(twin.device, twin.amp):
             logits = model(features, task)
         F.cross_entropy(logits.float(), labels).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -149,8 +150,8 @@ def main() -> None:
     cached = make_trainer(scratch / "cached", args, freeze="encoder")
     recompute = make_trainer(scratch / "recompute", args, freeze="encoder", cache_embeddings=False)
     start = time.perf_counter()
-    cached._embeddings("train", "topic", cached.train_data["topic"])
-    cached._embeddings("train", "sentiment", cached.train_data["sentiment"])
+    cached.inputs.embeddings("train", "topic", cached.train_data["topic"])
+    cached.inputs.embeddings("train", "sentiment", cached.train_data["sentiment"])
     cache_seconds = time.perf_counter() - start
     cached_epoch = frozen_epoch_seconds(cached)
     recompute_rate = trainer_steps_per_second(recompute, args.steps)

@@ -51,3 +51,19 @@ def length_grouped_batches(
         bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
         batches.extend(bucket[offset : offset + batch_size] for offset in range(0, len(bucket), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def length_sorted_batches(
+    lengths: np.ndarray, batch_size: int, shard: tuple[int, int] = (0, 1)
+) -> list[np.ndarray]:
+    """Row indices longest first, cut into batches: the inference order, where padding is smallest.
+
+    Inference needs no randomness, so a full sort leaves each batch padded to almost nothing; the
+    caller writes each batch's output back to its rows, which restores the input order. ``shard``
+    ``(rank, world_size)`` keeps every ``world_size``-th row of that order, so data-parallel ranks
+    predict disjoint rows of similar length.
+    """
+    _check_positive("batch_size", batch_size)
+    rank, world_size = shard
+    order = np.argsort(-np.asarray(lengths), kind="stable")[rank::world_size]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

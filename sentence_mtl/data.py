@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import logging
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +25,13 @@ from sklearn.model_selection import train_test_split
 
 from sentence_mtl.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import DataError, InvalidInputError
+from sentence_mtl.tasks import check_task_name
 
 logger = logging.getLogger(__name__)
 
 FILE_FORMATS = ("tsv", "csv", "jsonl")
 SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "validation"), "test": ("test",)}
 DEMO_DATA_DIR = Path(__file__).with_name("demo_data")
-
-_TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 @dataclass
@@ -69,12 +68,7 @@ def parse_task_argument(text: str) -> tuple[str, Path]:
         raise InvalidInputError(
             f"task {text!r} has an empty name or folder; write NAME=DIR, e.g. topic=data/topic"
         )
-    if not _TASK_NAME.match(name):
-        raise InvalidInputError(
-            f"task name {name!r} may hold only letters, digits, '_' and '-', and must start with a letter "
-            "or '_'; rename the task"
-        )
-    return name, Path(folder)
+    return check_task_name(name), Path(folder)
 
 
 # ----------------------------------------------------------------------------- reading one file
@@ -334,6 +328,7 @@ def load_task_folder(name: str, folder: str | Path, seed: int = 0, dev_fraction:
     (``random_state=seed``, so the same seed gives the same split) and ``dev_carved`` is true;
     ``dev_fraction=0`` leaves ``dev`` as ``None`` instead.
     """
+    check_task_name(name)
     if not 0 <= dev_fraction < 1:
         raise InvalidInputError(f"dev_fraction must be at least 0 and below 1, got {dev_fraction}")
     folder = Path(folder)
@@ -374,6 +369,20 @@ def load_task_folder(name: str, folder: str | Path, seed: int = 0, dev_fraction:
         seed,
     )
     return TaskData(name, labels, train, dev, test, True)
+
+
+def load_tasks(arguments: Sequence[str], seed: int = 0, dev_fraction: float = 0.1) -> list[TaskData]:
+    """The tasks that ``NAME=DIR`` arguments name, or the built-in demo tasks when there are none.
+
+    ``seed`` carves missing dev splits; keep it fixed so every training seed sees the same dev set.
+    """
+    if not arguments:
+        return load_demo_tasks(seed=seed)
+    tasks = []
+    for text in arguments:
+        name, folder = parse_task_argument(text)
+        tasks.append(load_task_folder(name, folder, seed=seed, dev_fraction=dev_fraction))
+    return tasks
 
 
 def load_demo_tasks(seed: int = 0) -> list[TaskData]:

@@ -1,91 +1,51 @@
 """SentenceEncoder: transformer backbone → Pooling → Projection? → Normalize? → one vector per text.
 
 It loads sentence-transformers model folders (``modules.json``) and plain Hugging Face models, and
-writes sentence-transformers folders, so its vectors can be checked against that library.
+writes sentence-transformers folders, so its vectors can be checked against that library. As in
+that library, each module reads and writes its own folder (:mod:`~sentence_mtl.transformer`,
+:mod:`~sentence_mtl.pooling`, :mod:`~sentence_mtl.projection`); this file only composes them
+through ``modules.json`` and keeps the prompts of ``config_sentence_transformers.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
-from sentence_mtl.errors import InvalidInputError, InvalidTypeError, ModelLoadError
-from sentence_mtl.io import atomic_directory
+from sentence_mtl.batching import length_sorted_batches
+from sentence_mtl.devices import autocast, resolve_device
+from sentence_mtl.errors import InvalidInputError, ModelLoadError
+from sentence_mtl.io import atomic_directory, write_json
 from sentence_mtl.model_files import ModelSource, resolve_model
-from sentence_mtl.pooling import POOLING_MODES, Pooling
-from sentence_mtl.projection import Normalize, Projection, activation_name
-from sentence_mtl.tokenization import Tokenizer
+from sentence_mtl.pooling import Pooling
+from sentence_mtl.projection import Normalize, Projection, resolve_projection
+from sentence_mtl.tokenization import Collator, Tokenizer
+from sentence_mtl.transformer import Transformer, transformer_layers
+from sentence_mtl.validation import check_encode_options, validate_sentences
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-OUTPUT_FORMATS = ("numpy", "tensor")
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
+# The modules after the Transformer, by their sentence-transformers type name; each loads its own folder.
+MODULE_LOADERS: dict[str, Callable[[ModelSource, str], nn.Module]] = {
+    "Pooling": Pooling.load,
+    "Dense": Projection.load,
+    "Normalize": Normalize.load,
+}
 # How many sentences are tokenised, sorted and batched together. Sorting inside a chunk this large
 # keeps padding near its minimum; chunking keeps memory proportional to the output.
 CHUNK_BATCHES = 64
-
-# sentence-transformers' legacy pooling flags, in the order it concatenates them.
-_POOLING_FLAGS = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-
-
-def pooling_mode_from_config(config: dict[str, Any]) -> tuple[str, bool]:
-    """Read ``1_Pooling/config.json`` (legacy flags or the newer ``pooling_mode`` key)."""
-    if "pooling_mode" in config:
-        modes = config["pooling_mode"]
-        modes = [modes] if isinstance(modes, str) else list(modes)
-    else:
-        modes = [mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)]
-    if len(modes) != 1 or modes[0] not in POOLING_MODES:
-        raise ModelLoadError(
-            f"the model's pooling {modes} is not supported; supported are one of: {', '.join(POOLING_MODES)}"
-        )
-    return modes[0], bool(config.get("include_prompt", True))
-
-
-def validate_sentences(sentences: Sequence[str] | str) -> list[str]:
-    """Check the input of :meth:`SentenceEncoder.encode` and return it as a list."""
-    if isinstance(sentences, str):
-        return [sentences]
-    if not isinstance(sentences, Sequence):
-        raise InvalidTypeError(
-            f"sentences must be a string or a list of strings, got {type(sentences).__name__}"
-        )
-    if len(sentences) == 0:
-        raise InvalidInputError("sentences is empty; pass at least one string")
-    for index, sentence in enumerate(sentences):
-        if not isinstance(sentence, str):
-            raise InvalidTypeError(
-                f"sentences[{index}] is {type(sentence).__name__}, not str; convert or remove it"
-            )
-        try:
-            sentence.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise InvalidInputError(
-                f"sentences[{index}] holds a lone surrogate ({error.object[error.start]!r}), "
-                "which is not text; fix or remove it"
-            ) from None
-    return list(sentences)
 
 
 @dataclass
@@ -157,13 +117,7 @@ class SentenceEncoder(nn.Module):
 
     def transformer_layers(self) -> nn.ModuleList:
         """The backbone's transformer blocks, bottom first (BERT ``encoder.layer``, Qwen2 ``layers``)."""
-        for path in ("encoder.layer", "layers", "transformer.layer", "h", "block"):
-            module: Any = self.backbone
-            for attribute in path.split("."):
-                module = getattr(module, attribute, None)
-            if isinstance(module, nn.ModuleList):
-                return module
-        raise ModelLoadError(f"cannot find the transformer layers of {type(self.backbone).__name__}")
+        return transformer_layers(self.backbone)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -183,7 +137,7 @@ class SentenceEncoder(nn.Module):
 
         Args:
             name_or_path: a folder, a hub name, or ``None`` for the packaged all-MiniLM-L6-v2 (offline).
-            pooling: replace the model's pooling mode (one of :data:`POOLING_MODES`).
+            pooling: replace the model's pooling mode (one of :data:`~sentence_mtl.pooling.POOLING_MODES`).
             projection_dim: ``0`` drops a projection; another size adds a new, untrained one
                 (seeded, so repeated loads agree) unless the model's projection already has it.
             normalize: force L2 normalisation on or off.
@@ -193,52 +147,23 @@ class SentenceEncoder(nn.Module):
                 because that code runs with your permissions; stella_en_1.5B_v5 needs it.
             device: where to put the model; default CUDA when available, else CPU.
         """
-        source = resolve_model(name_or_path)
-        modules = source.json("modules.json")
-        if modules is None:
-            settings = _plain_model_settings()
-        else:
-            settings = _sentence_transformers_settings(source, modules)
-        backbone, hf_tokenizer = _load_backbone(source, settings["transformer_path"], trust_remote_code)
-
-        model_limit = getattr(backbone.config, "max_position_embeddings", None)
-        length = max_length or settings.get("max_seq_length") or hf_tokenizer.model_max_length
-        if model_limit and length > model_limit:
-            length = int(model_limit)
-        length = int(min(length, 1_000_000))
-
-        hidden = int(backbone.config.hidden_size)
-        pooling_module = Pooling(pooling or settings["pooling"], settings["include_prompt"])
-        projection = settings["projection"]
-        if projection is not None and projection.in_features != hidden:
-            raise ModelLoadError(
-                f"the Dense module expects {projection.in_features} inputs but the backbone gives {hidden}"
-            )
-        if projection_dim is not None:
-            if projection_dim < 0:
-                raise InvalidInputError(f"projection_dim must be 0 (none) or positive, got {projection_dim}")
-            if projection_dim == 0:
-                projection = None
-            elif projection is None or projection.out_features != projection_dim:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    projection = Projection(hidden, projection_dim)
-
-        prompts = settings["prompts"]
-        default_prompt = settings["default_prompt"]
+        loaded = read_model_folder(resolve_model(name_or_path), trust_remote_code)
+        transformer = loaded.transformer
+        pooling_module = Pooling(pooling, loaded.pooling.include_prompt) if pooling else loaded.pooling
+        default_prompt = loaded.default_prompt
         if prompt is not None:
-            default_prompt = prompts.get(prompt, prompt)
+            default_prompt = loaded.prompts.get(prompt, prompt)
         encoder = cls(
-            backbone=backbone,
-            hf_tokenizer=hf_tokenizer,
+            backbone=transformer.model,
+            hf_tokenizer=transformer.tokenizer,
             pooling=pooling_module,
-            projection=projection,
-            normalize=settings["normalize"] if normalize is None else normalize,
-            max_length=length,
-            do_lower_case=settings["do_lower_case"],
-            prompts=prompts,
+            projection=resolve_projection(loaded.projection, transformer.hidden_size, projection_dim),
+            normalize=loaded.normalize if normalize is None else normalize,
+            max_length=transformer.resolve_max_length(max_length),
+            do_lower_case=transformer.do_lower_case,
+            prompts=loaded.prompts,
             default_prompt=default_prompt,
-            name=source.name,
+            name=loaded.name,
         )
         encoder.eval()
         return encoder.to(resolve_device(device))
@@ -260,6 +185,10 @@ class SentenceEncoder(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise and pad a small list of texts into a batch for :meth:`forward`."""
         return self.tokenizer.pad(self.tokenizer.token_ids(validate_sentences(texts)).ids)
+
+    def collator(self, device: str | torch.device | None = None) -> Collator:
+        """The texts → inputs seam for training loops: tokenise a split once, pad each batch on ``device``."""
+        return Collator(self.tokenizer, resolve_device(device) if device is not None else self.device)
 
     def resolve_prompt(self, prompt: str | None) -> str:
         """Prompt text for ``prompt``: a stored prompt's name, literal text, or the default ('' for none)."""
@@ -289,17 +218,8 @@ class SentenceEncoder(nn.Module):
         (GPU only: on CPU it is several times slower than fp32).
         """
         texts = validate_sentences(sentences)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if convert_to not in OUTPUT_FORMATS:
-            raise InvalidInputError(f"unknown convert_to {convert_to!r}; valid: {', '.join(OUTPUT_FORMATS)}")
-        if precision not in PRECISIONS:
-            raise InvalidInputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         target = resolve_device(device) if device is not None else self.device
-        if precision == "fp16" and target.type == "cpu":
-            raise InvalidInputError(
-                "fp16 on CPU is several times slower than fp32; use precision='bf16' or 'fp32'"
-            )
+        check_encode_options(batch_size, convert_to, precision, target)
         if self.device != target:
             self.to(target)
 
@@ -362,13 +282,10 @@ class SentenceEncoder(nn.Module):
         """Tokenise a chunk, sort it longest first, and pad each batch to its own longest row."""
         tokenized = self.tokenizer.token_ids(texts)
         lengths = tokenized.lengths
-        order = np.argsort(-lengths, kind="stable")
-        batches = []
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batches.append(
-                (rows, self.tokenizer.pad([tokenized.ids[i] for i in rows], pin_memory=pin_memory))
-            )
+        batches = [
+            (rows, self.tokenizer.pad([tokenized.ids[i] for i in rows], pin_memory=pin_memory))
+            for rows in length_sorted_batches(lengths, batch_size)
+        ]
         return PreparedChunk(batches=batches, truncated=tokenized.truncated, tokens=int(lengths.sum()))
 
     # ------------------------------------------------------------------ description and saving
@@ -405,103 +322,91 @@ class SentenceEncoder(nn.Module):
 
     def write_sentence_transformers_folder(self, folder: Path) -> None:
         """Write the model files into an existing folder (used by :meth:`save` and checkpoints)."""
-        self.backbone.save_pretrained(folder)
-        self.hf_tokenizer.save_pretrained(folder)
-        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-        _write_json(
-            folder / "sentence_bert_config.json",
-            {
-                "max_seq_length": self.max_length,
-                "do_lower_case": self.tokenizer.do_lower_case,
-            },
+        transformer = Transformer(
+            self.backbone, self.hf_tokenizer, self.max_length, self.tokenizer.do_lower_case
         )
-        pooling_config = {"word_embedding_dimension": self.hidden_size}
-        pooling_config.update({flag: self.pooling.mode == mode for flag, mode in _POOLING_FLAGS.items()})
-        pooling_config["include_prompt"] = self.pooling.include_prompt
-        _add_module(folder, modules, "Pooling", pooling_config)
+        transformer.save(folder)
+        savers: list[tuple[str, Callable[[Path], None]]] = [
+            ("Pooling", partial(self.pooling.save, word_embedding_dimension=self.hidden_size))
+        ]
         if self.projection is not None:
-            dense = _add_module(folder, modules, "Dense", self.projection.sentence_transformers_config())
-            state = {
-                key: value.detach().cpu().contiguous() for key, value in self.projection.state_dict().items()
-            }
-            save_file(state, str(dense / "model.safetensors"))
-        if self.normalize:
-            _add_module(folder, modules, "Normalize", None)
-        _write_json(folder / "modules.json", modules)
+            savers.append(("Dense", self.projection.save))
+        if self.normalizer is not None:
+            savers.append(("Normalize", self.normalizer.save))
+        modules = [_module_entry(0, "", "Transformer")]
+        for kind, save in savers:
+            relative = f"{len(modules)}_{kind}"
+            save(folder / relative)
+            modules.append(_module_entry(len(modules), relative, kind))
+        write_json(folder / "modules.json", modules)
+        write_json(folder / "config_sentence_transformers.json", self._prompt_config())
+
+    def _prompt_config(self) -> dict[str, Any]:
+        """``config_sentence_transformers.json``: the prompts, with the default one named."""
         prompts = dict(self.prompts)
         default_name = None
         if self.default_prompt:
             default_name = next((k for k, v in prompts.items() if v == self.default_prompt), "default")
             prompts.setdefault(default_name, self.default_prompt)
-        _write_json(
-            folder / "config_sentence_transformers.json",
-            {
-                "prompts": prompts,
-                "default_prompt_name": default_name,
-                "similarity_fn_name": "cosine",
-            },
-        )
+        return {"prompts": prompts, "default_prompt_name": default_name, "similarity_fn_name": "cosine"}
 
 
-# ---------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------- the model folder
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU; a bad or unavailable name → a clear error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InvalidInputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(
-            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
-        )
-    return resolved
+@dataclass
+class ModelFolder:
+    """The modules of a model folder, loaded, with the prompts of ``config_sentence_transformers.json``."""
+
+    name: str
+    transformer: Transformer
+    pooling: Pooling
+    projection: Projection | None = None
+    normalize: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt: str | None = None
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision where it helps; a no-op for fp32 (and never hard-coded to CUDA)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+def read_model_folder(source: ModelSource, trust_remote_code: bool = False) -> ModelFolder:
+    """Load a sentence-transformers folder (``modules.json``) or a plain Hugging Face model.
 
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _add_module(folder: Path, modules: list[dict], kind: str, config: dict | None) -> Path:
-    index = len(modules)
-    relative = f"{index}_{kind}"
-    (folder / relative).mkdir()
-    if config is not None:
-        _write_json(folder / relative / "config.json", config)
-    modules.append(
-        {"idx": index, "name": str(index), "path": relative, "type": f"sentence_transformers.models.{kind}"}
+    A plain model gets mean pooling, no projection and no normalisation. In a sentence-transformers
+    folder the small modules are read first and the backbone last, so that an unsupported layout
+    fails before a large model is downloaded or loaded.
+    """
+    modules = source.json("modules.json")
+    if modules is None:
+        return ModelFolder(source.name, Transformer.load_plain(source, trust_remote_code), Pooling("mean"))
+    kinds = _module_kinds(source, modules)
+    transformer_path = ""
+    loaded: dict[str, nn.Module] = {}
+    for module, kind in zip(modules, kinds, strict=True):
+        path = str(module.get("path", "")).strip("/")
+        if kind == "Transformer":
+            transformer_path = path
+        else:
+            loaded[kind] = MODULE_LOADERS[kind](source, path)
+    pooling = loaded.get("Pooling")
+    if not isinstance(pooling, Pooling):
+        raise ModelLoadError(f"{source.name}: modules.json has no Pooling module")
+    projection = loaded.get("Dense")
+    config = source.json("config_sentence_transformers.json") or {}
+    prompts = dict(config.get("prompts") or {})
+    default_name = config.get("default_prompt_name")
+    transformer = Transformer.load(source, transformer_path, trust_remote_code)  # last: the large files
+    return ModelFolder(
+        name=source.name,
+        transformer=transformer,
+        pooling=pooling,
+        projection=projection if isinstance(projection, Projection) else None,
+        normalize="Normalize" in loaded,
+        prompts=prompts,
+        default_prompt=prompts.get(default_name) if default_name else None,
     )
-    return folder / relative
 
 
-def _plain_model_settings() -> dict[str, Any]:
-    """A plain Hugging Face model: mean pooling, no projection, no normalisation."""
-    return {
-        "transformer_path": "",
-        "pooling": "mean",
-        "include_prompt": True,
-        "projection": None,
-        "normalize": False,
-        "max_seq_length": None,
-        "do_lower_case": False,
-        "prompts": {},
-        "default_prompt": None,
-    }
-
-
-def _sentence_transformers_settings(source: ModelSource, modules: list[dict]) -> dict[str, Any]:
-    """Read modules.json and each module's config into the settings :meth:`from_pretrained` needs."""
-    settings = _plain_model_settings()
+def _module_kinds(source: ModelSource, modules: list[dict]) -> list[str]:
+    """The type name of each ``modules.json`` entry; refuses layouts this encoder cannot reproduce."""
     kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
     unsupported = sorted({kind for kind in kinds if kind not in SUPPORTED_MODULES})
     if unsupported or kinds[:1] != ["Transformer"]:
@@ -509,83 +414,8 @@ def _sentence_transformers_settings(source: ModelSource, modules: list[dict]) ->
             f"{source.name}: modules {kinds} are not supported; a model must be a Transformer followed by "
             f"any of {', '.join(SUPPORTED_MODULES[1:])} (found unsupported: {unsupported or 'none'})"
         )
-    settings["pooling"] = None
-    for module, kind in zip(modules, kinds, strict=True):
-        path = str(module.get("path", "")).strip("/")
-        prefix = f"{path}/" if path else ""
-        if kind == "Transformer":
-            settings["transformer_path"] = path
-            config = source.json(f"{prefix}sentence_bert_config.json") or {}
-            settings["max_seq_length"] = config.get("max_seq_length")
-            settings["do_lower_case"] = bool(config.get("do_lower_case", False))
-        elif kind == "Pooling":
-            config = source.json(f"{prefix}config.json")
-            if config is None:
-                raise ModelLoadError(f"{source.name}: the Pooling module has no {prefix}config.json")
-            settings["pooling"], settings["include_prompt"] = pooling_mode_from_config(config)
-        elif kind == "Dense":
-            settings["projection"] = _load_dense(source, prefix)
-        elif kind == "Normalize":
-            # Normalize has no parameters; some packaged models omit its (empty) folder entirely.
-            settings["normalize"] = True
-    if settings["pooling"] is None:
-        raise ModelLoadError(f"{source.name}: modules.json has no Pooling module")
-    config = source.json("config_sentence_transformers.json") or {}
-    settings["prompts"] = dict(config.get("prompts") or {})
-    default_name = config.get("default_prompt_name")
-    settings["default_prompt"] = settings["prompts"].get(default_name) if default_name else None
-    return settings
+    return kinds
 
 
-def _load_dense(source: ModelSource, prefix: str) -> Projection:
-    config = source.json(f"{prefix}config.json")
-    if config is None:
-        raise ModelLoadError(f"{source.name}: the Dense module has no {prefix}config.json")
-    projection = Projection(
-        int(config["in_features"]),
-        int(config["out_features"]),
-        bias=bool(config.get("bias", True)),
-        activation=activation_name(
-            str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
-        ),
-    )
-    weights_path = source.file(f"{prefix}model.safetensors")
-    if weights_path is not None:
-        state = load_file(str(weights_path))
-    else:
-        weights_path = source.file(f"{prefix}pytorch_model.bin")
-        if weights_path is None:
-            raise ModelLoadError(f"{source.name}: the Dense module at {prefix or './'} has no weights file")
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    try:
-        projection.load_state_dict(state)
-    except RuntimeError as error:
-        raise ModelLoadError(f"{source.name}: Dense weights do not match its config: {error}") from error
-    return projection
-
-
-def _load_backbone(
-    source: ModelSource, subfolder: str, trust_remote_code: bool
-) -> tuple[PreTrainedModel, Any]:
-    prefix = f"{subfolder}/" if subfolder else ""
-    config = source.json(f"{prefix}config.json")
-    if config is None:
-        raise ModelLoadError(f"{source.name}: no {prefix}config.json, so there is no transformer to load")
-    auto_map = config.get("auto_map") or {}
-    if auto_map and not trust_remote_code:
-        raise ModelLoadError(
-            f"{source.name} ships its own modelling code ({', '.join(sorted(set(auto_map.values())))}); "
-            "without it transformers would build a different network (for stella, causal instead of "
-            "bidirectional attention). Review that code, then pass trust_remote_code=True "
-            "(--trust-remote-code)"
-        )
-    location = source.pretrained_location(subfolder)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if source.local_dir is None and subfolder:
-        kwargs["subfolder"] = subfolder
-    try:
-        backbone = AutoModel.from_pretrained(location, dtype=torch.float32, **kwargs)
-        hf_tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelLoadError(f"cannot load the transformer of {source.name}: {error}") from error
-    return backbone, hf_tokenizer
+def _module_entry(index: int, path: str, kind: str) -> dict[str, Any]:
+    return {"idx": index, "name": str(index), "path": path, "type": f"sentence_transformers.models.{kind}"}

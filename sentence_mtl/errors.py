@@ -29,3 +29,15 @@ class DataError(SentenceMTLError, ValueError):
 
 class CheckpointError(SentenceMTLError, ValueError):
     """A saved model or checkpoint is corrupt, partial or does not match its config."""
+
+
+class TrainingDivergedError(SentenceMTLError, RuntimeError):
+    """Too many steps had a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(SentenceMTLError, KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; a resumable ``last/`` checkpoint was written first."""
+
+
+class CheckpointWriteError(SentenceMTLError, OSError):
+    """A checkpoint could not be written (full disk, no permission); the previous one is intact."""

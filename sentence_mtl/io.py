@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sentence_mtl.errors import InvalidInputError
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Human-readable JSON config (two-space indent, UTF-8 kept as is), as sentence-transformers writes it."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""TaskSpec and MultiTaskModel: one shared sentence encoder, one small classification head per task.
+"""MultiTaskModel: one shared sentence encoder, one small classification head per task.
 
 The encoder runs once per batch and every head reads the same embedding, so adding a task costs
 one linear layer, not another transformer. Heads return logits; the loss (cross-entropy) and any
@@ -8,10 +8,7 @@ softmax live outside the model, so no caller can apply softmax twice.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +17,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sentence_mtl.encoder import SentenceEncoder, resolve_device
+from sentence_mtl.devices import resolve_device
+from sentence_mtl.encoder import SentenceEncoder
 from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError, ModelLoadError
-from sentence_mtl.io import atomic_directory
+from sentence_mtl.freezing import check_layer_count, parse_freeze_spec, set_trainable
+from sentence_mtl.io import atomic_directory, write_json
+from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.tokenization import Collator
 
 HEAD_TYPES = ("linear", "mlp")
 CONFIG_NAME = "multitask_config.json"
@@ -30,51 +31,9 @@ WEIGHTS_NAME = "model.safetensors"
 ENCODER_DIR = "encoder"
 FORMAT = "sentence_mtl.MultiTaskModel"
 FORMAT_VERSION = 1
-FREEZE_SPECS = "none, encoder, top:K, head:NAME, or parts joined with '+' such as top:2+head:topic"
 # Names of a backbone's final norm, applied after its top layer: Qwen2/Llama/Mistral, GPT-2.
 FINAL_NORM_NAMES = ("norm", "ln_f")
-# Task names become ModuleDict keys, command-line words (topic=a,b) and freeze specs (head:topic).
-_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _ENCODER_PREFIX = "encoder."
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task's name and its label names; their order fixes the head's output units (logit i ↔ labels[i]).
-
-    ``labels`` may be any sequence of strings; it is stored as a tuple, so a spec is hashable.
-    """
-
-    name: str
-    labels: Sequence[str]
-
-    def __post_init__(self) -> None:
-        name, labels = self.name, self.labels
-        if not isinstance(name, str):
-            raise InvalidTypeError(f"a task name must be a string, got {type(name).__name__}")
-        if not _TASK_NAME.fullmatch(name):
-            raise InvalidInputError(
-                f"task name {name!r} is empty or odd; use letters, digits, '_' and '-' (as in topic, sst-2)"
-            )
-        if hasattr(nn.ModuleDict(), name):
-            raise InvalidInputError(f"task name {name!r} clashes with an nn.ModuleDict attribute; rename it")
-        if isinstance(labels, str) or not isinstance(labels, Iterable):
-            raise InvalidTypeError(
-                f"task {name!r}: labels must be a list of strings, not {type(labels).__name__}"
-            )
-        labels = tuple(labels)
-        for label in labels:
-            if not isinstance(label, str) or not label.strip():
-                raise InvalidInputError(f"task {name!r}: each label must be a non-empty str, not {label!r}")
-        if len(labels) < 2:
-            raise InvalidInputError(
-                f"task {name!r} has {len(labels)} label(s) {list(labels)}; a classifier needs two or more"
-            )
-        duplicates = sorted({label for label in labels if labels.count(label) > 1})
-        if duplicates:
-            raise InvalidInputError(f"task {name!r} lists the label(s) {duplicates} twice; list each once")
-        # The dataclass is frozen, so the tuple is stored through object.__setattr__.
-        object.__setattr__(self, "labels", labels)
 
 
 def build_head(kind: str, in_features: int, out_features: int, dropout: float, hidden: int) -> nn.Sequential:
@@ -136,11 +95,19 @@ class MultiTaskModel(nn.Module):
         self.heads.to(encoder.device)
 
     # ------------------------------------------------------------------ forward
+    def collator(self, device: str | torch.device | None = None) -> Collator:
+        """The texts → inputs seam: tokenise a split once, then pad each batch onto ``device``."""
+        return self.encoder.collator(device)
+
     def forward(
         self, features: dict[str, torch.Tensor], task: str | None = None
     ) -> dict[str, torch.Tensor] | torch.Tensor:
         """Encode a tokenised batch once; return ``{task: logits}`` for every head, or one task's logits."""
-        return self.classify(self.encoder(features), task)
+        return self.classify(self.embed(features), task)
+
+    def embed(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The shared sentence embeddings of a tokenised batch, before any head (cacheable when frozen)."""
+        return self.encoder(features)
 
     def classify(
         self, embeddings: torch.Tensor, task: str | None = None
@@ -211,7 +178,7 @@ class MultiTaskModel(nn.Module):
 
     def freeze_encoder(self) -> None:
         """Freeze every encoder parameter; only the heads train."""
-        _set_trainable(self.encoder, False)
+        set_trainable(self.encoder, False)
         self.train(self.training)
 
     def unfreeze_top_layers(self, k: int) -> None:
@@ -223,23 +190,23 @@ class MultiTaskModel(nn.Module):
         ``pooler``, which the sentence embedding never uses.
         """
         layers = self.encoder.transformer_layers()
-        _check_layer_count(k, len(layers))
+        check_layer_count(k, len(layers))
         self.freeze_encoder()
         if k == 0:
             return
         for layer in layers[len(layers) - k :]:
-            _set_trainable(layer, True)
+            set_trainable(layer, True)
         for name in FINAL_NORM_NAMES:
             module = getattr(self.encoder.backbone, name, None)
             if isinstance(module, nn.Module):
-                _set_trainable(module, True)
+                set_trainable(module, True)
         if self.encoder.projection is not None:
-            _set_trainable(self.encoder.projection, True)
+            set_trainable(self.encoder.projection, True)
         self.train(self.training)  # the encoder may leave eval mode again (see train)
 
     def freeze_head(self, name: str) -> None:
         """Freeze one task's head, such as a head trained earlier that another task must not move."""
-        _set_trainable(self._head(name), False)
+        set_trainable(self._head(name), False)
 
     def apply_freeze(self, spec: str) -> None:
         """Set what trains from a spec: ``none`` | ``encoder`` | ``top:K`` | ``head:NAME``, joined with ``+``.
@@ -248,48 +215,12 @@ class MultiTaskModel(nn.Module):
         freezes its share, so applying the same spec twice gives the same result. The spec is
         checked completely before anything changes.
         """
-        if not isinstance(spec, str):
-            raise InvalidTypeError(f"a freeze spec is a string such as 'top:2', not {type(spec).__name__}")
-        if not spec.strip():
-            raise InvalidInputError(f"the freeze spec is empty; valid specs are: {FREEZE_SPECS}")
-        parts = [part.strip() for part in spec.split("+")]
-        if "none" in parts and len(parts) > 1:
-            raise InvalidInputError(f"freeze spec {spec!r} combines 'none' with other parts; use it alone")
-        encoder_parts = [part for part in parts if part == "encoder" or part.startswith("top:")]
-        if len(encoder_parts) > 1:
-            raise InvalidInputError(
-                f"freeze spec {spec!r} sets the encoder twice ({' and '.join(encoder_parts)}); keep one"
-            )
-        actions: list[Callable[[], None]] = []
-        frozen_heads: set[str] = set()
-        encoder_frozen = False
-        for part in parts:
-            kind, _, value = part.partition(":")
-            if part == "none":
-                continue
-            if part == "encoder":
-                actions.append(self.freeze_encoder)
-                encoder_frozen = True
-            elif kind == "top":
-                k = _parse_layer_count(value, part)
-                _check_layer_count(k, len(self.encoder.transformer_layers()))
-                actions.append(partial(self.unfreeze_top_layers, k))
-                encoder_frozen = k == 0
-            elif kind == "head":
-                self._head(value)
-                actions.append(partial(self.freeze_head, value))
-                frozen_heads.add(value)
-            else:
-                raise InvalidInputError(
-                    f"unknown freeze spec part {part!r} in {spec!r}; valid specs are: {FREEZE_SPECS}"
-                )
-        if encoder_frozen and frozen_heads == set(self.heads):
-            raise InvalidInputError(
-                f"freeze spec {spec!r} leaves nothing to train; keep a head or some layers trainable"
-            )
-        _set_trainable(self, True)
-        for action in actions:
-            action()
+        plan = parse_freeze_spec(spec, len(self.encoder.transformer_layers()), list(self.heads))
+        set_trainable(self, True)
+        if plan.top_layers is not None:
+            self.unfreeze_top_layers(plan.top_layers)
+        for name in plan.frozen_heads:
+            self.freeze_head(name)
         self.train(self.training)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -341,8 +272,7 @@ class MultiTaskModel(nn.Module):
                 "hidden": self.hidden,
                 "encoder": summary,
             }
-            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-            (staging / CONFIG_NAME).write_text(text, encoding="utf-8")
+            write_json(staging / CONFIG_NAME, config)
             (staging / ENCODER_DIR).mkdir()
             self.encoder.write_sentence_transformers_folder(staging / ENCODER_DIR)
         return path
@@ -415,15 +345,36 @@ class MultiTaskModel(nn.Module):
         self.load_state_dict(state, strict=False)
 
 
+def build_model(
+    tasks: Sequence[TaskSpec],
+    model: str | Path | None = None,
+    *,
+    init_from: str | Path | None = None,
+    head: str = "linear",
+    dropout: float = 0.1,
+    hidden: int | None = None,
+    max_length: int | None = None,
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+) -> MultiTaskModel:
+    """A trained model folder (``init_from``, which brings its own encoder and heads), or an encoder with
+    fresh heads for ``tasks``.
+
+    ``model`` is an encoder folder, a hub name, or ``None`` for the packaged default. ``seed`` seeds
+    the fresh heads, so two builds with one seed predict alike.
+    """
+    if init_from is not None:
+        return MultiTaskModel.load(init_from, device=device, trust_remote_code=trust_remote_code)
+    encoder = SentenceEncoder.from_pretrained(
+        model, max_length=max_length, trust_remote_code=trust_remote_code, device=device
+    )
+    if seed is not None:
+        torch.manual_seed(seed)
+    return MultiTaskModel(encoder, list(tasks), head=head, dropout=dropout, hidden=hidden)
+
+
 # ---------------------------------------------------------------------- helpers
-
-
-def _set_trainable(module: nn.Module, trainable: bool) -> None:
-    """Set ``requires_grad``; freezing also drops a stale gradient, which an optimizer would still apply."""
-    for parameter in module.parameters():
-        parameter.requires_grad_(trainable)
-        if not trainable:
-            parameter.grad = None
 
 
 def _count(parameters: Iterable[nn.Parameter]) -> dict[str, int]:
@@ -434,22 +385,6 @@ def _count(parameters: Iterable[nn.Parameter]) -> dict[str, int]:
         else:
             frozen += parameter.numel()
     return {"trainable": trainable, "frozen": frozen, "total": trainable + frozen}
-
-
-def _parse_layer_count(value: str, part: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidInputError(f"freeze spec part {part!r}: K must be a whole number, as in top:2") from None
-
-
-def _check_layer_count(k: int, layers: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise InvalidTypeError(f"the number of top layers must be an integer, got {type(k).__name__}")
-    if not 0 <= k <= layers:
-        raise InvalidInputError(
-            f"top:{k} is out of range; the encoder has {layers} transformer layers (K from 0 to {layers})"
-        )
 
 
 def _layer_summary(layer: nn.Module) -> str:

@@ -1,17 +1,52 @@
 """Pooling: token embeddings + attention mask → one vector per sentence.
 
 Each mode is exact under padding: padded positions never enter a result, whether the tokenizer
-pads on the right (BERT) or on the left (decoder models such as Qwen2).
+pads on the right (BERT) or on the left (decoder models such as Qwen2). The module reads and
+writes its own sentence-transformers folder (``1_Pooling/config.json``), as that library's
+``Pooling`` does, so the composite encoder only has to say where the folder is.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.errors import InvalidInputError, ModelLoadError
+from sentence_mtl.io import write_json
+from sentence_mtl.model_files import ModelSource
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
+# sentence-transformers' legacy pooling flags, in the order it concatenates them. Folders are written
+# with these flags rather than the newer ``pooling_mode`` key, so older releases load them too.
+POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def pooling_mode_from_config(config: dict[str, Any]) -> tuple[str, bool]:
+    """Read ``1_Pooling/config.json`` (legacy flags or the newer ``pooling_mode`` key).
+
+    Returns the mode and ``include_prompt``. Combinations of modes (which sentence-transformers
+    concatenates) and its modes we do not implement are refused rather than approximated.
+    """
+    if "pooling_mode" in config:
+        modes = config["pooling_mode"]
+        modes = [modes] if isinstance(modes, str) else list(modes)
+    else:
+        modes = [mode for flag, mode in POOLING_FLAGS.items() if config.get(flag)]
+    if len(modes) != 1 or modes[0] not in POOLING_MODES:
+        raise ModelLoadError(
+            f"the model's pooling {modes} is not supported; supported are one of: {', '.join(POOLING_MODES)}"
+        )
+    return modes[0], bool(config.get("include_prompt", True))
 
 
 def first_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -90,3 +125,35 @@ class Pooling(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, include_prompt={self.include_prompt}"
+
+    # ------------------------------------------------------------------ sentence-transformers folder
+    def sentence_transformers_config(self, word_embedding_dimension: int) -> dict[str, Any]:
+        """The ``config.json`` that sentence-transformers' ``Pooling`` reads, with the legacy flags."""
+        config: dict[str, Any] = {"word_embedding_dimension": word_embedding_dimension}
+        config.update({flag: self.mode == mode for flag, mode in POOLING_FLAGS.items()})
+        config["include_prompt"] = self.include_prompt
+        return config
+
+    def save(self, folder: Path, word_embedding_dimension: int) -> None:
+        """Write ``folder/config.json``.
+
+        The dimension is passed in, not stored, because it belongs to the backbone: pooling has no
+        weights, and a stored copy could disagree with the model it is saved beside.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        config = self.sentence_transformers_config(word_embedding_dimension)
+        write_json(folder / "config.json", config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Pooling:
+        """A Pooling module from a parsed sentence-transformers ``config.json``."""
+        return cls(*pooling_mode_from_config(config))
+
+    @classmethod
+    def load(cls, source: ModelSource, path: str) -> Pooling:
+        """Read the Pooling module at ``path`` (``1_Pooling``) inside a model folder or hub repository."""
+        prefix = f"{path}/" if path else ""
+        config = source.json(f"{prefix}config.json")
+        if config is None:
+            raise ModelLoadError(f"{source.name}: the Pooling module has no {prefix}config.json")
+        return cls.from_config(config)

@@ -15,10 +15,14 @@ logger = logging.getLogger(__name__)
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit L2 norm (a zero row stays zero), so dot products are cosines."""
+    return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+
+
 def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarity (works whether or not the vectors are normalised)."""
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    unit = embeddings / np.clip(norms, 1e-12, None)
+    unit = unit_rows(embeddings)
     return unit @ unit.T
 
 
@@ -75,7 +79,7 @@ def sts_spearman(
     unique = sorted(set(first) | set(second))
     position = {sentence: index for index, sentence in enumerate(unique)}
     vectors = encoder.encode(unique, batch_size=batch_size, precision=precision)
-    unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    unit = unit_rows(vectors)
     left = unit[[position[sentence] for sentence in first]]
     right = unit[[position[sentence] for sentence in second]]
     cosine = (left * right).sum(axis=1)

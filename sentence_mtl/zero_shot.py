@@ -14,6 +14,7 @@ import numpy as np
 
 from sentence_mtl.encoder import SentenceEncoder
 from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.similarity import unit_rows
 
 
 class ZeroShotClassifier:
@@ -33,16 +34,12 @@ class ZeroShotClassifier:
         self.encoder = encoder
         self.labels = list(labels)
         self.descriptions = [descriptions.get(label, label) for label in self.labels]
-        self.label_vectors = _unit(encoder.encode(self.descriptions))
+        self.label_vectors = unit_rows(encoder.encode(self.descriptions))
 
     def scores(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Cosine similarity of each text to each label description, ``(n_texts, n_labels)``."""
-        return _unit(self.encoder.encode(texts, batch_size=batch_size)) @ self.label_vectors.T
+        return unit_rows(self.encoder.encode(texts, batch_size=batch_size)) @ self.label_vectors.T
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Index of the most similar label for each text."""
         return self.scores(texts, batch_size).argmax(axis=1)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)

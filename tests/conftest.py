@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
 
+from sentence_mtl.data import Split, TaskData
 from sentence_mtl.model_files import packaged_model_path
 
 
@@ -131,3 +133,71 @@ def packaged_encoder():
     from sentence_mtl import SentenceEncoder
 
     return SentenceEncoder.from_pretrained(device="cpu")
+
+
+@dataclass(frozen=True)
+class ToyData:
+    """Two tiny tasks for training tests: three topics and two moods, three sentences per label.
+
+    ``task`` builds a task in memory (train, dev and test hold the same rows, so a loop that learns
+    shows it on dev); ``write_task`` writes a task folder of TSV files, as a user would.
+    """
+
+    topic: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "food": [
+                "bake the bread for an hour",
+                "fresh pasta with tomato sauce",
+                "this soup tastes of garlic",
+            ],
+            "money": [
+                "stocks fell sharply today",
+                "the bank raised interest rates",
+                "the company reported profit",
+            ],
+            "sport": ["a great tennis serve", "the striker scored a goal", "the team won the final match"],
+        }
+    )
+    mood: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "bad": ["a terrible awful experience", "i hated every minute", "worst day ever"],
+            "good": ["a wonderful delightful day", "best meal of my life", "i loved it so much"],
+        }
+    )
+
+    def task(self, name: str, texts: dict[str, list[str]]) -> TaskData:
+        labels = sorted(texts)
+        split = Split(
+            texts=[text for label in labels for text in texts[label]],
+            labels=[labels.index(label) for label in labels for _ in texts[label]],
+            source=f"toy {name}",
+        )
+        return TaskData(name=name, labels=labels, train=split, dev=split, test=split, dev_carved=False)
+
+    def tasks(self) -> list[TaskData]:
+        return [self.task("topic", self.topic), self.task("mood", self.mood)]
+
+    @staticmethod
+    def tsv(texts: dict[str, list[str]]) -> str:
+        return "text\tlabel\n" + "".join(f"{t}\t{label}\n" for label, items in texts.items() for t in items)
+
+    def write_task(self, folder: Path, texts: dict[str, list[str]], **overrides: str | bytes) -> Path:
+        """train/dev/test.tsv with the same rows; ``overrides`` replaces a file's content."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str | bytes] = {
+            f"{split}.tsv": self.tsv(texts) for split in ("train", "dev", "test")
+        }
+        files.update(overrides)
+        for name, content in files.items():
+            path = folder / name
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        return folder
+
+
+@pytest.fixture(scope="session")
+def toy() -> ToyData:
+    """The toy tasks that the training, reliability and distributed tests share."""
+    return ToyData()

@@ -13,34 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ToyData
 from safetensors.torch import load_file
 
-from sentence_mtl import distributed
-from sentence_mtl.data import Split, TaskData
-from sentence_mtl.distributed import DistributedContext
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
+from sentence_mtl.training import Trainer, TrainingConfig, distributed, load_saved_config, train
+from sentence_mtl.training.distributed import DistributedContext
 
 ROOT = Path(__file__).resolve().parents[1]
-# 9 topic rows in batches of 4 end with a 1-row batch (rank 1 gets no row); 7 mood rows give 4 + 3
-# (shards of 2 and 1): the uneven cases of the split.
-TOPIC = {
-    "food": ["bake the bread for an hour", "fresh pasta with tomato sauce", "this soup tastes of garlic"],
-    "money": ["stocks fell sharply today", "the bank raised interest rates", "the company reported profit"],
-    "sport": ["a great tennis serve", "the striker scored a goal", "the team won the final match"],
-}
-MOOD = {
-    "bad": ["a terrible awful experience", "i hated every minute", "worst day ever", "cold and rude staff"],
-    "good": ["a wonderful delightful day", "best meal of my life", "i loved it so much"],
-}
 
 
-def write_task(folder: Path, texts: dict[str, list[str]]) -> Path:
-    folder.mkdir(parents=True)
-    rows = "".join(f"{text}\t{label}\n" for label, items in texts.items() for text in items)
-    for split in ("train", "dev", "test"):
-        (folder / f"{split}.tsv").write_text("text\tlabel\n" + rows, encoding="utf-8")
-    return folder
+# 9 topic rows in batches of 4 end with a 1-row batch (rank 1 gets no row).
+def uneven_mood(toy: ToyData) -> dict[str, list[str]]:
+    """7 mood rows: batches of 4 give 4 + 3 (shards of 2 and 1), the uneven cases of the split."""
+    return {**toy.mood, "bad": [*toy.mood["bad"], "cold and rude staff"]}
 
 
 def no_dropout_copy(tiny_bert_dir: Path, target: Path) -> Path:
@@ -93,28 +79,18 @@ def test_rank_shards_are_disjoint_and_cover_the_batch(world_size: int) -> None:
     assert sum(len(shard) for shard in shards) == len(rows)
 
 
-def toy_task(name: str, texts: dict[str, list[str]]) -> TaskData:
-    labels = sorted(texts)
-    split = Split(
-        [t for label in labels for t in texts[label]],
-        [labels.index(label) for label in labels for _ in texts[label]],
-        f"toy {name}",
-    )
-    return TaskData(name, labels, split, split, None, False)
-
-
 @pytest.mark.parametrize("class_weights", ["none", "balanced"])
 def test_loss_factors_make_the_rank_average_the_full_batch_mean(
-    tiny_bert_dir: Path, tmp_path: Path, class_weights: str
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, class_weights: str
 ) -> None:
     """Σ_r factor_r · mean_r / W = the full batch's (weighted) mean, for uneven and empty shards."""
     config = TrainingConfig(
         output_dir=str(tmp_path), model=str(tiny_bert_dir), device="cpu", class_weights=class_weights
     )
-    trainer = Trainer(config, [toy_task("mood", MOOD)])
+    trainer = Trainer(config, [toy.task("mood", uneven_mood(toy))])
     data = trainer.train_data["mood"]
     per_row = torch.rand(len(data), generator=torch.Generator().manual_seed(0))
-    weights = trainer.class_weights["mood"]
+    weights = trainer.loss.class_weights["mood"]
     row_weight = torch.ones(len(data)) if weights is None else weights[data.labels]
 
     def weighted_mean(rows: np.ndarray) -> float:
@@ -125,22 +101,21 @@ def test_loss_factors_make_the_rank_average_the_full_batch_mean(
         for rows in (np.array([0, 4, 5]), np.array([6, 1, 2, 3]), np.array([2])):
             average = 0.0
             for rank in range(world_size):
-                trainer.dist = DistributedContext(rank=rank, world_size=world_size)
-                mine, factor = trainer._shard("mood", data, rows)
+                mine, factor = distributed.shard_batch(rows, data.labels, weights, rank, world_size)
                 assert len(mine) >= 1 and (factor == 0.0 or set(mine) <= set(rows))
                 average += factor * weighted_mean(mine) / world_size
             assert average == pytest.approx(weighted_mean(rows), rel=1e-6)
 
 
 def test_a_global_batch_smaller_than_the_world_is_refused(
-    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(distributed, "current_context", lambda: DistributedContext(rank=0, world_size=4))
     config = TrainingConfig(output_dir=str(tmp_path), model=str(tiny_bert_dir), device="cpu", batch_size=2)
     with pytest.raises(
         InvalidInputError, match="global batch, split over 4 processes; it must be at least 4"
     ):
-        Trainer(config, [toy_task("mood", MOOD)])
+        Trainer(config, [toy.task("mood", uneven_mood(toy))])
 
 
 # ---------------------------------------------------------------------- two processes, gloo, torchrun
@@ -156,11 +131,14 @@ def one_thread():
 
 
 def test_two_gloo_processes_under_torchrun_equal_one_process(
-    tiny_bert_dir: Path, tmp_path: Path, one_thread: None
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, one_thread: None
 ) -> None:
     """`torchrun --nproc_per_node=2 Task4/task4.py` gives the weights and metrics of one process."""
     model = no_dropout_copy(tiny_bert_dir, tmp_path / "model")
-    topic, mood = write_task(tmp_path / "topic", TOPIC), write_task(tmp_path / "mood", MOOD)
+    topic, mood = (
+        toy.write_task(tmp_path / "topic", toy.topic),
+        toy.write_task(tmp_path / "mood", uneven_mood(toy)),
+    )
     flags = [
         "--model", str(model), "--task", f"topic={topic}", "--task", f"mood={mood}",
         "--dropout", "0", "--batch-size", "4", "--max-steps", "10", "--eval-every", "5", "--log-every", "2",

@@ -13,10 +13,12 @@ import pytest
 import torch
 from huggingface_hub.errors import RemoteEntryNotFoundError
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.models import Transformer as STTransformer
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.errors import InvalidInputError, InvalidTypeError, ModelLoadError
 from sentence_mtl.model_files import ModelSource, packaged_model_path
+from sentence_mtl.transformer import Transformer
 
 
 def varied_sentences() -> list[str]:
@@ -278,3 +280,66 @@ def test_save_never_replaces_existing_work_silently(tiny_bert_dir: Path, tmp_pat
     encoder.save(target, overwrite=True)
     assert (target / "modules.json").is_file() and not (target / "keep.txt").exists()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+# ---------------------------------------------------------------------- module folders and modules.json
+
+
+def test_saved_modules_json_lists_each_module_folder(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    encoder = SentenceEncoder.from_pretrained(tiny_qwen2_dir, normalize=True, device="cpu")
+    saved = encoder.save(tmp_path / "saved")
+    modules = json.loads((saved / "modules.json").read_text())
+    assert [(module["idx"], module["path"], module["type"].rsplit(".", 1)[-1]) for module in modules] == [
+        (0, "", "Transformer"),
+        (1, "1_Pooling", "Pooling"),
+        (2, "2_Dense", "Dense"),
+        (3, "3_Normalize", "Normalize"),
+    ]
+    assert json.loads((saved / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"] == 48
+    assert json.loads((saved / "sentence_bert_config.json").read_text()) == {
+        "max_seq_length": 96,
+        "do_lower_case": False,
+    }
+
+
+def test_transformer_module_round_trips_its_settings(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    loaded = Transformer.load(ModelSource(name="bert", local_dir=tiny_bert_dir), "")
+    assert (loaded.max_seq_length, loaded.do_lower_case, loaded.hidden_size) == (64, False, 32)
+    changed = Transformer(loaded.model, loaded.tokenizer, max_seq_length=40, do_lower_case=True)
+    changed.save(tmp_path)
+    again = Transformer.load(ModelSource(name="saved", local_dir=tmp_path), "")
+    assert (again.max_seq_length, again.do_lower_case) == (40, True)
+    for (name, expected), (_, actual) in zip(
+        loaded.model.state_dict().items(), again.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=name)
+    theirs = STTransformer.load(str(tmp_path))
+    assert (theirs.max_seq_length, theirs.do_lower_case) == (40, True)
+
+
+def test_plain_transformer_reads_no_settings_and_caps_length(tiny_bert_dir: Path) -> None:
+    plain = Transformer.load_plain(ModelSource(name="bert", local_dir=tiny_bert_dir))
+    assert (plain.max_seq_length, plain.do_lower_case) == (None, False)
+    assert plain.resolve_max_length(None) == 128  # the tokenizer allows 512, the position table 128
+    assert plain.resolve_max_length(20) == 20 and plain.resolve_max_length(1000) == 128
+
+
+@pytest.mark.parametrize(
+    ("modules", "message"),
+    [
+        ([("", "Transformer"), ("2_Normalize", "Normalize")], "modules.json has no Pooling module"),
+        ([("", "Transformer"), ("1_Pooling", "CNN")], r"found unsupported: \['CNN'\]"),
+        ([("1_Pooling", "Pooling"), ("", "Transformer")], "a model must be a Transformer followed by"),
+    ],
+)
+def test_unsupported_module_layouts_are_refused(
+    modules: list[tuple[str, str]], message: str, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(tiny_bert_dir, tmp_path / "copy")
+    entries = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(modules)
+    ]
+    (copy / "modules.json").write_text(json.dumps(entries))
+    with pytest.raises(ModelLoadError, match=message):
+        SentenceEncoder.from_pretrained(copy, device="cpu")

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError
-from sentence_mtl.multitask import CONFIG_NAME, WEIGHTS_NAME, MultiTaskModel, TaskSpec
+from sentence_mtl.multitask import CONFIG_NAME, WEIGHTS_NAME, MultiTaskModel
+from sentence_mtl.tasks import TaskSpec
 
 TASKS = [TaskSpec("topic", ["business", "food", "sports"]), TaskSpec("sentiment", ["negative", "positive"])]
 SENTENCES = ["The team won the cup.", "Stocks fell sharply today", "I loved this pasta!", "meh"]

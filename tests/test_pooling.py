@@ -1,12 +1,17 @@
-"""Pooling maths on hand-made tensors, for every mode, under both padding sides."""
+"""Pooling maths on hand-made tensors, for every mode, under both padding sides; its folder format."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from sentence_transformers.models import Pooling as STPooling
 
-from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.pooling import POOLING_MODES, Pooling
+from sentence_mtl.errors import InvalidInputError, ModelLoadError
+from sentence_mtl.model_files import ModelSource
+from sentence_mtl.pooling import POOLING_FLAGS, POOLING_MODES, Pooling, pooling_mode_from_config
 
 # Two sentences: 3 real tokens and 1 real token, hidden size 2.
 REAL = [
@@ -65,3 +70,78 @@ def test_excluding_the_prompt_pools_only_the_sentence(side: str) -> None:
 def test_unknown_mode_lists_the_valid_ones() -> None:
     with pytest.raises(InvalidInputError, match="Valid pooling modes are: mean, cls, max, lasttoken"):
         Pooling("average")
+
+
+# ---------------------------------------------------------------------- the 1_Pooling folder
+
+
+LEGACY_FLAG = {
+    "mean": "pooling_mode_mean_tokens",
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+    "lasttoken": "pooling_mode_lasttoken",
+}
+
+
+def local(folder: Path) -> ModelSource:
+    return ModelSource(name="test-model", local_dir=folder)
+
+
+@pytest.mark.parametrize("include_prompt", [True, False])
+@pytest.mark.parametrize("mode", POOLING_MODES)
+def test_save_then_load_round_trips(mode: str, include_prompt: bool, tmp_path: Path) -> None:
+    Pooling(mode, include_prompt).save(tmp_path / "1_Pooling", word_embedding_dimension=32)
+    config = json.loads((tmp_path / "1_Pooling" / "config.json").read_text())
+    assert list(config) == ["word_embedding_dimension", *POOLING_FLAGS, "include_prompt"]
+    assert config["word_embedding_dimension"] == 32 and config["include_prompt"] is include_prompt
+    assert [flag for flag in POOLING_FLAGS if config[flag]] == [LEGACY_FLAG[mode]]
+    loaded = Pooling.load(local(tmp_path), "1_Pooling")
+    assert (loaded.mode, loaded.include_prompt) == (mode, include_prompt)
+
+
+@pytest.mark.parametrize("include_prompt", [True, False])
+@pytest.mark.parametrize("mode", POOLING_MODES)
+def test_saved_folder_loads_in_sentence_transformers(mode: str, include_prompt: bool, tmp_path: Path) -> None:
+    Pooling(mode, include_prompt).save(tmp_path / "1_Pooling", word_embedding_dimension=2)
+    theirs = STPooling.load(str(tmp_path), subfolder="1_Pooling")
+    assert (theirs.pooling_mode, theirs.include_prompt, theirs.embedding_dimension) == (
+        mode,
+        include_prompt,
+        2,
+    )
+    embeddings, mask = padded_batch("right")
+    reference = theirs({"token_embeddings": embeddings, "attention_mask": mask})["sentence_embedding"]
+    torch.testing.assert_close(Pooling(mode, include_prompt)(embeddings, mask), reference)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"pooling_mode": "cls"}, ("cls", True)),
+        ({"pooling_mode": ["lasttoken"], "include_prompt": False}, ("lasttoken", False)),
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, ("mean", True)),
+    ],
+)
+def test_both_config_styles_are_read(config: dict, expected: tuple[str, bool]) -> None:
+    assert pooling_mode_from_config(config) == expected
+    pooling = Pooling.from_config(config)
+    assert (pooling.mode, pooling.include_prompt) == expected
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True},
+        {"pooling_mode_weightedmean_tokens": True},
+        {"pooling_mode": "mean_sqrt_len_tokens"},
+        {"word_embedding_dimension": 8},
+    ],
+)
+def test_unsupported_pooling_configs_name_the_supported_modes(config: dict) -> None:
+    with pytest.raises(ModelLoadError, match="supported are one of: mean, cls, max, lasttoken"):
+        Pooling.from_config(config)
+
+
+def test_missing_config_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"test-model: the Pooling module has no 1_Pooling/config\.json"):
+        Pooling.load(local(tmp_path), "1_Pooling")

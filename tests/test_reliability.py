@@ -21,51 +21,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ToyData
 from safetensors.torch import load_file
 
 import sentence_mtl.io
 import sentence_mtl.multitask
 from sentence_mtl import MultiTaskModel
-from sentence_mtl.errors import CheckpointError
-from sentence_mtl.training import (
-    CheckpointWriteError,
-    Trainer,
-    TrainingConfig,
-    load_saved_config,
-    load_tasks,
-    train,
-)
+from sentence_mtl.data import load_tasks
+from sentence_mtl.errors import CheckpointError, CheckpointWriteError
+from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sentence_mtl"
 SCRIPTS = [ROOT / "Task1" / "task1.py", ROOT / "Task2" / "task2.py", ROOT / "Task4" / "task4.py"]
-TOPIC = {
-    "food": ["bake the bread for an hour", "fresh pasta with tomato sauce", "this soup tastes of garlic"],
-    "money": ["stocks fell sharply today", "the bank raised interest rates", "the company reported profit"],
-    "sport": ["a great tennis serve", "the striker scored a goal", "the team won the final match"],
-}
-MOOD = {
-    "bad": ["a terrible awful experience", "i hated every minute", "worst day ever"],
-    "good": ["a wonderful delightful day", "best meal of my life", "i loved it so much"],
-}
-
-
-def tsv(texts: dict[str, list[str]]) -> str:
-    return "text\tlabel\n" + "".join(f"{t}\t{label}\n" for label, items in texts.items() for t in items)
-
-
-def write_task(folder: Path, texts: dict[str, list[str]], **overrides: str | bytes) -> Path:
-    """train/dev/test.tsv with the same rows; ``overrides`` replaces a file's content (or removes it: "")."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str | bytes] = {f"{split}.tsv": tsv(texts) for split in ("train", "dev", "test")}
-    files.update(overrides)
-    for name, content in files.items():
-        path = folder / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-    return folder
 
 
 def run_script(script: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -109,9 +77,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def task_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def task_dirs(toy: ToyData, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tasks")
-    return write_task(root / "topic", TOPIC), write_task(root / "mood", MOOD)
+    return toy.write_task(root / "topic", toy.topic), toy.write_task(root / "mood", toy.mood)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +110,7 @@ def run_copy(finished_run: Path, tmp_path: Path) -> Path:
 
 def resumable_trainer(output: Path) -> Trainer:
     config = load_saved_config(output, device="cpu")
-    return Trainer(config, load_tasks(config))
+    return Trainer(config, load_tasks(config.tasks))
 
 
 # ---------------------------------------------------------------------- bad input through the scripts
@@ -167,22 +135,27 @@ def resumable_trainer(output: Path) -> Trainer:
     ],
 )
 def test_task4_reports_bad_input_in_one_line(
-    case: str, message: str, tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    toy: ToyData,
+    case: str,
+    message: str,
+    tiny_bert_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    mood = write_task(tmp_path / "mood", MOOD)
+    mood = toy.write_task(tmp_path / "mood", toy.mood)
     topic_files: dict[str, str | bytes] = {}
     extra: list[str] = []
     model: Path | str = tiny_bert_dir
     if case == "empty_file":
         topic_files["train.tsv"] = ""
     elif case == "wrong_column":
-        topic_files["train.tsv"] = tsv(TOPIC).replace("text\tlabel", "sentence\tlabel")
+        topic_files["train.tsv"] = toy.tsv(toy.topic).replace("text\tlabel", "sentence\tlabel")
     elif case == "unseen_label":
         topic_files["dev.tsv"] = "text\tlabel\nbuy new shoes\tshopping\n"
     elif case == "not_utf8":
-        topic_files["train.tsv"] = tsv(TOPIC).encode().replace(b"fresh", b"fr\xe9sh")
+        topic_files["train.tsv"] = toy.tsv(toy.topic).encode().replace(b"fresh", b"fr\xe9sh")
     elif case == "empty_text":
-        topic_files["train.tsv"] = tsv(TOPIC).replace("fresh pasta with tomato sauce", " ")
+        topic_files["train.tsv"] = toy.tsv(toy.topic).replace("fresh pasta with tomato sauce", " ")
     elif case == "zero_batch":
         extra = ["--batch-size", "0"]
     elif case == "negative_batch":
@@ -195,7 +168,7 @@ def test_task4_reports_bad_input_in_one_line(
         model = tmp_path / "mood"
     elif case == "hub_name_offline":
         model = "BAAI/not-in-the-cache-model"
-    topic = write_task(tmp_path / "topic", TOPIC, **topic_files)
+    topic = toy.write_task(tmp_path / "topic", toy.topic, **topic_files)
     flags = task4_flags(Path(model), topic, mood, tmp_path / "out", *extra)
     if case == "missing_folder":
         flags[flags.index(f"topic={topic}")] = f"topic={tmp_path / 'nowhere'}"
@@ -237,11 +210,13 @@ def test_unknown_strategy_names_list_the_valid_ones(
     assert code == 2 and f"argument {flag}: invalid choice: '{value}'" in err and "Traceback" not in err
 
 
-def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_data_file_is_a_data_error(
+    toy: ToyData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sentence_mtl.data import load_task_folder
     from sentence_mtl.errors import DataError
 
-    folder = write_task(tmp_path / "topic", TOPIC)
+    folder = toy.write_task(tmp_path / "topic", toy.topic)
     original = Path.read_bytes
 
     def unreadable(self: Path) -> bytes:
@@ -255,10 +230,10 @@ def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, monkeypatch: py
 
 
 def test_huge_training_texts_are_truncated_counted_and_warned_once(
-    tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    texts = {label: [*items, " ".join(["word"] * 3000)] for label, items in MOOD.items()}
-    topic, mood = write_task(tmp_path / "topic", TOPIC), write_task(tmp_path / "mood", texts)
+    texts = {label: [*items, " ".join(["word"] * 3000)] for label, items in toy.mood.items()}
+    topic, mood = toy.write_task(tmp_path / "topic", toy.topic), toy.write_task(tmp_path / "mood", texts)
     config = TrainingConfig(
         output_dir=str(tmp_path / "out"),
         tasks=[f"topic={topic}", f"mood={mood}"],
@@ -267,7 +242,7 @@ def test_huge_training_texts_are_truncated_counted_and_warned_once(
         device="cpu",
     )
     with caplog.at_level("WARNING", logger="sentence_mtl.training"):
-        trainer = Trainer(config, load_tasks(config))
+        trainer = Trainer(config, load_tasks(config.tasks))
     warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
     assert len(warnings) == 3  # train, dev, test of mood: one line each, with the count
     assert all("mood" in w and "2 texts truncated to 32 tokens" in w for w in warnings)
@@ -470,13 +445,15 @@ def test_resuming_a_truncated_checkpoint_through_the_script_is_one_line(
     assert code == 2 and "trainer_state.json is missing or unreadable" in err
 
 
-def test_a_checkpoint_from_a_different_task_set_is_refused(run_copy: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_from_a_different_task_set_is_refused(
+    toy: ToyData, run_copy: Path, tmp_path: Path
+) -> None:
     config = load_saved_config(run_copy, device="cpu")
-    changed = write_task(
-        tmp_path / "topic", {**TOPIC, "travel": ["a cheap flight to rome", "the hotel pool"]}
+    changed = toy.write_task(
+        tmp_path / "topic", {**toy.topic, "travel": ["a cheap flight to rome", "the hotel pool"]}
     )
     config.tasks = [f"topic={changed}", config.tasks[1]]
-    trainer = Trainer(config, load_tasks(config))
+    trainer = Trainer(config, load_tasks(config.tasks))
     with pytest.raises(CheckpointError, match=r"was trained on tasks .* use the same --task set"):
         trainer.load_last(run_copy / "last")
 
@@ -489,7 +466,7 @@ def test_no_pickle_anywhere_and_torch_load_is_weights_only() -> None:
         *PACKAGE.rglob("*.py"),
         *SCRIPTS,
         *(ROOT / "bench").glob("*.py"),
-        ROOT / "Task3" / "experiments.py",
+        *(ROOT / "Task3").glob("*.py"),
     ]
     offenders = []
     for path in sources:
@@ -514,4 +491,23 @@ def test_remote_code_is_off_by_default_and_every_script_offers_the_flag() -> Non
     assert inspect.signature(MultiTaskModel.load).parameters["trust_remote_code"].default is False
     for script in SCRIPTS:
         text = script.read_text(encoding="utf-8")
-        assert '"--trust-remote-code"' in text and "args.trust_remote_code" in text, script
+        assert '"--trust-remote-code"' in text, script
+        if script.parent.name != "Task4":  # Task 4 passes every flag on by name (next test)
+            assert "args.trust_remote_code" in text, script
+
+
+def task4_flags_parsed(monkeypatch: pytest.MonkeyPatch, *flags: str) -> dict:
+    script = runpy.run_path(str(ROOT / "Task4" / "task4.py"), run_name="task4")
+    monkeypatch.setattr(sys, "argv", ["task4.py", *flags])
+    return vars(script["parse_args"]())
+
+
+def test_every_task4_flag_sets_the_config_field_of_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task 4 builds its TrainingConfig from the parsed flags by name, so a flag can never be dropped."""
+    from dataclasses import fields
+
+    args = task4_flags_parsed(monkeypatch, "--trust-remote-code", "--task", "a=x", "--no-group-by-length")
+    assert set(args) - {field.name for field in fields(TrainingConfig)} == {"overwrite", "resume"}
+    config = TrainingConfig.from_dict(args)
+    assert config.trust_remote_code is True and config.tasks == ["a=x"] and config.group_by_length is False
+    assert TrainingConfig.from_dict(task4_flags_parsed(monkeypatch)) == TrainingConfig()

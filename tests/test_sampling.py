@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from sentence_mtl.errors import CheckpointError, InvalidInputError
-from sentence_mtl.sampling import (
+from sentence_mtl.training.sampling import (
     SAMPLING_STRATEGIES,
     ProportionalSampler,
     RoundRobinSampler,

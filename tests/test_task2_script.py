@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.multitask import MultiTaskModel, TaskSpec
+from sentence_mtl.multitask import MultiTaskModel
+from sentence_mtl.tasks import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 UNTRAINED = "Predictions from UNTRAINED heads: their weights are random, so these labels mean nothing."

@@ -10,45 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ToyData
 from safetensors.torch import load_file
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
-from sentence_mtl.data import Split, TaskData
-from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.optimization import balanced_class_weights, linear_schedule
-from sentence_mtl.training import (
-    Trainer,
-    TrainingConfig,
-    TrainingDivergedError,
-    TrainingInterrupted,
-    load_saved_config,
-    train,
-)
+from sentence_mtl.errors import InvalidInputError, TrainingDivergedError, TrainingInterrupted
+from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
+from sentence_mtl.training.optimization import balanced_class_weights, linear_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPIC_TEXTS = {
-    "sport": ["the striker scored a goal", "the team won the final match", "a great tennis serve"],
-    "money": ["the bank raised interest rates", "stocks fell sharply today", "the company reported profit"],
-    "food": ["this soup tastes of garlic", "bake the bread for an hour", "fresh pasta with tomato sauce"],
-}
-MOOD_TEXTS = {
-    "bad": ["i hated every minute", "a terrible awful experience", "worst day ever"],
-    "good": ["i loved it so much", "a wonderful delightful day", "best meal of my life"],
-}
-
-
-def toy_task(name: str, texts: dict[str, list[str]]) -> TaskData:
-    labels = sorted(texts)
-    split = Split(
-        texts=[t for label in labels for t in texts[label]],
-        labels=[labels.index(label) for label in labels for _ in texts[label]],
-        source=f"toy {name}",
-    )
-    return TaskData(name=name, labels=labels, train=split, dev=split, test=split, dev_carved=False)
-
-
-def toy_tasks() -> list[TaskData]:
-    return [toy_task("topic", TOPIC_TEXTS), toy_task("mood", MOOD_TEXTS)]
 
 
 def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
@@ -73,10 +43,10 @@ def head_weights(output_dir: Path, folder: str = "best") -> dict[str, torch.Tens
     return load_file(str(output_dir / folder / "model.safetensors"))
 
 
-def test_the_loop_overfits_a_tiny_dataset(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_the_loop_overfits_a_tiny_dataset(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
     # Mean pooling without normalisation: a random tiny BERT's normalised CLS vectors are nearly
     # parallel, which would make this a test of the random init rather than of the loop.
-    tasks = toy_tasks()
+    tasks = toy.tasks()
     torch.manual_seed(0)
     encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, pooling="mean", normalize=False, device="cpu")
     model = MultiTaskModel(encoder, [TaskSpec(task.name, task.labels) for task in tasks], dropout=0.0)
@@ -96,9 +66,11 @@ def test_the_loop_overfits_a_tiny_dataset(tiny_bert_dir: Path, tmp_path: Path) -
     assert written["test"]["topic"]["confusion_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
 
 
-def test_frozen_encoder_stays_frozen_and_uses_the_cache(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_frozen_encoder_stays_frozen_and_uses_the_cache(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
     config = tiny_config(tiny_bert_dir, tmp_path / "frozen", freeze="encoder")
-    trainer = Trainer(config, toy_tasks())
+    trainer = Trainer(config, toy.tasks())
     before = {name: p.detach().clone() for name, p in trainer.model.encoder.named_parameters()}
     heads_before = {name: p.detach().clone() for name, p in trainer.model.heads.named_parameters()}
     metrics = trainer.fit(show_progress=False)
@@ -108,13 +80,13 @@ def test_frozen_encoder_stays_frozen_and_uses_the_cache(tiny_bert_dir: Path, tmp
     assert any(not torch.equal(p, heads_before[n]) for n, p in trainer.model.heads.named_parameters())
 
 
-def test_cached_fast_path_equals_the_slow_path(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_cached_fast_path_equals_the_slow_path(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
     fast = train(
-        tiny_config(tiny_bert_dir, tmp_path / "fast", freeze="encoder"), toy_tasks(), show_progress=False
+        tiny_config(tiny_bert_dir, tmp_path / "fast", freeze="encoder"), toy.tasks(), show_progress=False
     )
     slow = train(
         tiny_config(tiny_bert_dir, tmp_path / "slow", freeze="encoder", cache_embeddings=False),
-        toy_tasks(),
+        toy.tasks(),
         show_progress=False,
     )
     assert fast["embeddings_cached"] and not slow["embeddings_cached"]
@@ -124,16 +96,16 @@ def test_cached_fast_path_equals_the_slow_path(tiny_bert_dir: Path, tmp_path: Pa
     assert fast["dev"] == slow["dev"]
 
 
-def test_resume_ends_with_the_same_metrics(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    straight = train(tiny_config(tiny_bert_dir, tmp_path / "straight"), toy_tasks(), show_progress=False)
+def test_resume_ends_with_the_same_metrics(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    straight = train(tiny_config(tiny_bert_dir, tmp_path / "straight"), toy.tasks(), show_progress=False)
 
-    interrupted = Trainer(tiny_config(tiny_bert_dir, tmp_path / "resumed"), toy_tasks())
+    interrupted = Trainer(tiny_config(tiny_bert_dir, tmp_path / "resumed"), toy.tasks())
     original_step = interrupted.train_step
 
     def step_then_signal():
         losses = original_step()
         if interrupted.state.step == 6:
-            interrupted._stop_signal = 15
+            interrupted.request_stop(15)
         return losses
 
     interrupted.train_step = step_then_signal
@@ -145,7 +117,7 @@ def test_resume_ends_with_the_same_metrics(tiny_bert_dir: Path, tmp_path: Path) 
     )
 
     resumed = train(
-        load_saved_config(tmp_path / "resumed", device="cpu"), toy_tasks(), resume=True, show_progress=False
+        load_saved_config(tmp_path / "resumed", device="cpu"), toy.tasks(), resume=True, show_progress=False
     )
     assert resumed["resumed_from_step"] == 6
     assert resumed["dev"] == straight["dev"] and resumed["test"] == straight["test"]
@@ -153,32 +125,36 @@ def test_resume_ends_with_the_same_metrics(tiny_bert_dir: Path, tmp_path: Path) 
         torch.testing.assert_close(head_weights(tmp_path / "resumed")[key], value, rtol=0, atol=1e-6)
 
 
-def test_same_seed_same_metrics(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    first = train(tiny_config(tiny_bert_dir, tmp_path / "a"), toy_tasks(), show_progress=False)
-    second = train(tiny_config(tiny_bert_dir, tmp_path / "b"), toy_tasks(), show_progress=False)
+def test_same_seed_same_metrics(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(tiny_bert_dir, tmp_path / "a"), toy.tasks(), show_progress=False)
+    second = train(tiny_config(tiny_bert_dir, tmp_path / "b"), toy.tasks(), show_progress=False)
     assert first["dev"] == second["dev"] and first["history"] == second["history"]
 
 
-def test_existing_output_is_not_overwritten(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_existing_output_is_not_overwritten(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
     (output / "notes.txt").write_text("keep me")
     with pytest.raises(InvalidInputError, match="--overwrite"):
-        train(tiny_config(tiny_bert_dir, output, max_steps=2), toy_tasks(), show_progress=False)
-    train(tiny_config(tiny_bert_dir, output, max_steps=2), toy_tasks(), overwrite=True, show_progress=False)
+        train(tiny_config(tiny_bert_dir, output, max_steps=2), toy.tasks(), show_progress=False)
+    train(tiny_config(tiny_bert_dir, output, max_steps=2), toy.tasks(), overwrite=True, show_progress=False)
     assert (output / "notes.txt").read_text() == "keep me" and (output / "best").is_dir()
 
 
-def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_non_finite_losses_are_skipped_then_stop_the_run(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
     config = tiny_config(tiny_bert_dir, tmp_path / "nan", max_steps=40, eval_every=2, max_bad_steps=3)
-    trainer = Trainer(config, toy_tasks())
-    original_loss = trainer._loss
+    trainer = Trainer(config, toy.tasks())
+    original_step = trainer.train_step
 
-    def poisoned(task, logits, labels):
-        loss = original_loss(task, logits, labels)
-        return loss * float("nan") if trainer.state.step >= 4 else loss
+    def step_with_a_poisoned_loss():
+        if trainer.state.step == 4:  # NaN class weights make every later loss NaN
+            for weights in trainer.loss.class_weights.values():
+                weights.fill_(float("nan"))
+        return original_step()
 
-    trainer._loss = poisoned
+    trainer.train_step = step_with_a_poisoned_loss
     with pytest.raises(TrainingDivergedError, match="last good checkpoint"):
         trainer.fit(show_progress=False)
     assert trainer.state.bad_steps == 3
@@ -188,9 +164,11 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_bert_dir: Path, tm
     assert saved["train_state"]["step"] == 6  # the eval at step 6 saw finite weights (updates were skipped)
 
 
-def test_layer_wise_learning_rates_and_no_decay_groups(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_layer_wise_learning_rates_and_no_decay_groups(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
     config = tiny_config(tiny_bert_dir, tmp_path / "lr", encoder_lr=1e-4, head_lr=1e-2, layer_decay=0.5)
-    trainer = Trainer(config, toy_tasks())
+    trainer = Trainer(config, toy.tasks())
     lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups for p in g["params"]}
     layers = trainer.model.encoder.transformer_layers()
     top_dense = layers[1].intermediate.dense
@@ -269,10 +247,10 @@ def test_task4_script_reports_bad_task_syntax(tmp_path: Path) -> None:
 
 
 def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(
-    tiny_bert_dir: Path, tmp_path: Path
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
     # Task 3's scenario 3: start from a trained model, freeze the topic head, train on mood only.
-    first = train(tiny_config(tiny_bert_dir, tmp_path / "both"), toy_tasks(), show_progress=False)
+    first = train(tiny_config(tiny_bert_dir, tmp_path / "both"), toy.tasks(), show_progress=False)
     config = tiny_config(
         tiny_bert_dir,
         tmp_path / "mood_only",
@@ -282,7 +260,7 @@ def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(
         max_steps=6,
         eval_every=3,
     )
-    trainer = Trainer(config, toy_tasks())
+    trainer = Trainer(config, toy.tasks())
     start = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     metrics = trainer.fit(show_progress=False)
 
@@ -305,14 +283,14 @@ def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(
     assert metrics["sampling_probabilities"] == {"mood": 1.0}
 
 
-def test_bad_train_tasks_and_init_from_are_named(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_bad_train_tasks_and_init_from_are_named(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"--train-tasks names \['weather'\]"):
-        Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", train_tasks=["weather"]), toy_tasks())
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", train_tasks=["weather"]), toy.tasks())
     with pytest.raises(InvalidInputError, match="--train-tasks is empty"):
-        Trainer(tiny_config(tiny_bert_dir, tmp_path / "b", train_tasks=[]), toy_tasks())
-    train(tiny_config(tiny_bert_dir, tmp_path / "topic", max_steps=2), toy_tasks()[:1], show_progress=False)
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "b", train_tasks=[]), toy.tasks())
+    train(tiny_config(tiny_bert_dir, tmp_path / "topic", max_steps=2), toy.tasks()[:1], show_progress=False)
     with pytest.raises(InvalidInputError, match="no head for task 'mood'"):
         Trainer(
             tiny_config(tiny_bert_dir, tmp_path / "c", init_from=str(tmp_path / "topic" / "best")),
-            toy_tasks(),
+            toy.tasks(),
         )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.weighting import (
+from sentence_mtl.training.weighting import (
     LOSS_WEIGHTINGS,
     EqualWeighting,
     StaticWeighting,

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sentence_mtl import errors
+from sentence_mtl.devices import resolve_device
 from sentence_mtl.errors import InvalidInputError, SentenceMTLError
 
 T = TypeVar("T")
@@ -64,15 +65,6 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def _wanted_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidInputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-
-
 def current_context() -> DistributedContext:
     """The context of an initialised process group, or the single-process default."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -107,7 +99,7 @@ def init_from_env(
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if rank >= world_size:
         raise InvalidInputError(f"RANK={rank} must be below WORLD_SIZE={world_size}")
-    wanted = _wanted_device(device)
+    wanted = resolve_device(device)
     if wanted.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise InvalidInputError(
@@ -147,6 +139,30 @@ def barrier(context: DistributedContext) -> None:
 def shard_rows(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """Rank ``r`` of ``W`` takes rows ``r::W``: disjoint shards whose union is ``rows``."""
     return rows[rank::world_size]
+
+
+def shard_batch(
+    rows: np.ndarray, labels: torch.Tensor, class_weights: torch.Tensor | None, rank: int, world_size: int
+) -> tuple[np.ndarray, float]:
+    """This rank's rows of a global batch, and the factor for its (mean) loss.
+
+    Rank ``r`` of ``W`` takes rows ``r::W``. DDP averages gradients over ranks, so a rank's loss
+    is scaled by ``W · (its share of the batch's weight)``: the average is then exactly the
+    gradient of the whole batch's mean loss, also for uneven shards and class weights (``labels``
+    are the split's label ids, ``class_weights`` the loss's weight per class, or ``None``). A short
+    last batch can leave a rank without rows: it runs one row with factor 0, so the all-reduce
+    still happens.
+    """
+    mine = shard_rows(rows, rank, world_size)
+    if len(mine) == 0:
+        return rows[:1], 0.0
+    if class_weights is None:
+        own, total = float(len(mine)), float(len(rows))
+    else:
+        weights = class_weights.cpu()
+        own = float(weights[labels[torch.from_numpy(mine)]].sum())
+        total = float(weights[labels[torch.from_numpy(rows)]].sum())
+    return mine, (own * world_size / total if total > 0 else 0.0)
 
 
 def all_reduce_max(values: list[int], context: DistributedContext) -> list[int]:

@@ -1,8 +1,7 @@
-"""Optimisation pieces of the training loop: parameter groups, schedule, mixed precision, class weights."""
+"""Optimisation pieces of the training loop: parameter groups, schedule, precision choice, class weights."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +12,7 @@ from sentence_mtl.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from sentence_mtl.multitask import MultiTaskModel
-    from sentence_mtl.training import TrainingConfig
-    from sentence_mtl.weighting import LossWeighting
+    from sentence_mtl.training.weighting import LossWeighting
 
 
 def is_no_decay(name: str, parameter: nn.Parameter) -> bool:
@@ -24,7 +22,13 @@ def is_no_decay(name: str, parameter: nn.Parameter) -> bool:
 
 
 def parameter_groups(
-    model: MultiTaskModel, weighting: LossWeighting, config: TrainingConfig
+    model: MultiTaskModel,
+    weighting: LossWeighting,
+    *,
+    encoder_lr: float,
+    head_lr: float,
+    layer_decay: float = 1.0,
+    weight_decay: float = 0.0,
 ) -> list[dict[str, Any]]:
     """AdamW groups: encoder (with layer-wise LR decay), heads, loss-weighting parameters.
 
@@ -43,21 +47,21 @@ def parameter_groups(
 
     def add(parameter: nn.Parameter, lr: float, decay: bool) -> None:
         if parameter.requires_grad:
-            groups.setdefault((lr, config.weight_decay if decay else 0.0), []).append(parameter)
+            groups.setdefault((lr, weight_decay if decay else 0.0), []).append(parameter)
 
     embedding_ids = {id(p) for p in encoder.backbone.get_input_embeddings().parameters()}
     for name, parameter in encoder.named_parameters():
         if id(parameter) in layer_of:
-            scale = config.layer_decay ** (depth - 1 - layer_of[id(parameter)])
+            scale = layer_decay ** (depth - 1 - layer_of[id(parameter)])
         elif id(parameter) in embedding_ids or "embed" in name:
-            scale = config.layer_decay**depth
+            scale = layer_decay**depth
         else:
             scale = 1.0
-        add(parameter, config.encoder_lr * scale, not is_no_decay(name, parameter))
+        add(parameter, encoder_lr * scale, not is_no_decay(name, parameter))
     for name, parameter in model.heads.named_parameters():
-        add(parameter, config.head_lr, not is_no_decay(name, parameter))
+        add(parameter, head_lr, not is_no_decay(name, parameter))
     for parameter in weighting.parameters():
-        add(parameter, config.head_lr, False)
+        add(parameter, head_lr, False)
     return [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
 
 
@@ -81,13 +85,6 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
-
-
-def autocast_context(device: torch.device, amp: str) -> Any:
-    """Autocast for bf16/fp16; a no-op context for fp32 (works on every device type)."""
-    if amp == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -1,0 +1,445 @@
+"""The multi-task training loop: task-sampled batches, weighted losses, evaluation, checkpoints.
+
+Stage order follows Hugging Face's ``run_glue_no_trainer.py``; the checkpoint holds everything a
+resumed run needs to continue bit-for-bit on CPU, as nanoGPT's does. Every batch belongs to one
+task (MT-DNN, Liu et al. 2019), so datasets with disjoint sentences train one model together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from sentence_mtl.data import TaskData, load_tasks
+from sentence_mtl.devices import resolve_device
+from sentence_mtl.errors import (
+    InvalidInputError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
+from sentence_mtl.multitask import MultiTaskModel, build_model
+from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.training import checkpoint, distributed, evaluation
+from sentence_mtl.training.checkpoint import TrainState
+from sentence_mtl.training.config import TrainingConfig
+from sentence_mtl.training.inputs import ModelInputs, TaskBatchStream, TokenizedSplit, tokenize_split
+from sentence_mtl.training.objective import ForwardAndLoss, TaskLoss
+from sentence_mtl.training.optimization import (
+    balanced_class_weights,
+    linear_schedule,
+    parameter_groups,
+    resolve_amp,
+)
+from sentence_mtl.training.sampling import TaskSampler, make_sampler
+from sentence_mtl.training.signals import StopRequest
+from sentence_mtl.training.weighting import LossWeighting, make_weighting, parse_static_weights
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Owns the model, data, optimiser and checkpoints of one run. Use :func:`train` for one call."""
+
+    def __init__(self, config: TrainingConfig, tasks: list[TaskData], model: MultiTaskModel | None = None):
+        config.validate()
+        self.config = config
+        self.tasks = _unique_tasks(tasks)
+        self.output_dir = Path(config.output_dir)
+        # Under torchrun (see training.distributed) --batch-size is the global batch, split over ranks.
+        self.dist = distributed.current_context()
+        if self.dist.world_size > config.batch_size:
+            raise InvalidInputError(
+                f"--batch-size {config.batch_size} is the global batch, split over {self.dist.world_size} "
+                f"processes; it must be at least {self.dist.world_size}"
+            )
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        self.device = resolve_device(config.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.amp = resolve_amp(config.amp, self.device)
+        self.model = self._prepare_model(model)
+        self.train_task_names = self._train_task_names()
+
+        # Tokenise every split once; a frozen encoder's embeddings are computed once too.
+        collator = self.model.collator(self.device)
+        self.train_data = self._tokenize(collator, "train")
+        self.dev_data = self._tokenize(collator, "dev")
+        self.test_data = self._tokenize(collator, "test")
+        self.cached = self.model.encoder_frozen and config.cache_embeddings
+        self.inputs = ModelInputs(self.model, collator, self.amp, self.cached)
+
+        # Batching and task sampling: only the training tasks get batches; the others are evaluated only.
+        training = {name: self.train_data[name] for name in self.train_task_names}
+        self.streams = {
+            name: TaskBatchStream(
+                data.lengths, config.batch_size, config.seed + 1 + index, config.group_by_length
+            )
+            for index, (name, data) in enumerate(sorted(training.items()))
+        }
+        sizes = {name: len(data) for name, data in training.items()}
+        self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
+        self.weighting, self.loss = self._objective()
+        self.objective = ForwardAndLoss(self.inputs, self.loss)
+
+        # Steps, optimiser, schedule.
+        self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in training.values())
+        self.total_steps = config.max_steps or max(
+            1, math.ceil(config.epochs * self.batches_per_epoch / config.grad_accumulation)
+        )
+        self.eval_every = config.eval_every or max(1, self.batches_per_epoch // config.grad_accumulation)
+        self._build_optimizer()
+        self.state = TrainState()
+        self.stop = StopRequest()  # set by SIGINT/SIGTERM or request_stop
+        self._agreed_stop: int | None = None  # under DDP: the signal every rank has agreed to stop on
+        self.model.train()  # evaluation restores this mode; train_step relies on it
+        # find_unused_parameters because each step uses one task's head only.
+        self.ddp: DistributedDataParallel | None = None
+        if self.dist.enabled:
+            self.ddp = DistributedDataParallel(
+                self.objective,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare_model(self, model: MultiTaskModel | None) -> MultiTaskModel:
+        config = self.config
+        if model is None:
+            model = build_model(
+                [TaskSpec(task.name, task.labels) for task in self.tasks.values()],
+                config.model,
+                init_from=config.init_from,
+                head=config.head,
+                dropout=config.dropout,
+                hidden=config.hidden,
+                max_length=config.max_length,
+                trust_remote_code=config.trust_remote_code,
+                device=self.device,
+            )
+        model = model.to(self.device)
+        model.apply_freeze(config.freeze)
+        _check_labels(model, self.tasks)
+        return model
+
+    def _train_task_names(self) -> list[str]:
+        names = self.config.train_tasks
+        if names is None:
+            return sorted(self.tasks)
+        unknown = sorted(set(names) - set(self.tasks))
+        if unknown:
+            raise InvalidInputError(
+                f"--train-tasks names {unknown}, which this run has no data for; "
+                f"its tasks: {sorted(self.tasks)}"
+            )
+        return sorted(set(names))
+
+    def _tokenize(self, collator: Any, split: str) -> dict[str, TokenizedSplit]:
+        return {
+            name: tokenize_split(collator, getattr(task, split))
+            for name, task in self.tasks.items()
+            if getattr(task, split) is not None
+        }
+
+    def _objective(self) -> tuple[LossWeighting, TaskLoss]:
+        config, names = self.config, sorted(self.tasks)
+        static = parse_static_weights(config.loss_weights, names) if config.loss_weights else None
+        weighting = make_weighting(config.loss_weighting, names, static).to(self.device)
+        class_weights = {
+            name: balanced_class_weights(data.labels, len(self.tasks[name].labels)).to(self.device)
+            if config.class_weights == "balanced"
+            else None
+            for name, data in self.train_data.items()
+        }
+        return weighting, TaskLoss(weighting, class_weights, config.label_smoothing)
+
+    def _build_optimizer(self) -> None:
+        config = self.config
+        params = parameter_groups(
+            self.model,
+            self.weighting,
+            encoder_lr=config.encoder_lr,
+            head_lr=config.head_lr,
+            layer_decay=config.layer_decay,
+            weight_decay=config.weight_decay,
+        )
+        if not params:
+            raise InvalidInputError(f"--freeze {config.freeze!r} leaves nothing to train")
+        self.optimizer = torch.optim.AdamW(params, fused=self.device.type == "cuda")
+        self.trained_parameters = [p for group in params for p in group["params"]]
+        warmup = int(config.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(warmup, self.total_steps)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "dev") -> evaluation.Scores:
+        """Accuracy, macro-F1, per-class report and confusion matrix for every task with that split."""
+        datasets = self.dev_data if split == "dev" else self.test_data
+        labels = {name: task.labels for name, task in self.tasks.items()}
+        return evaluation.evaluate(self.inputs, datasets, labels, split, self.dist)
+
+    def baselines(self, split: str) -> evaluation.Scores:
+        datasets = self.dev_data if split == "dev" else self.test_data
+        labels = {name: task.labels for name, task in self.tasks.items()}
+        return evaluation.baselines(self.train_data, datasets, labels)
+
+    # ------------------------------------------------------------------ training step
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimiser step over ``grad_accumulation`` single-task batches; returns losses per task.
+
+        Under DDP every rank draws the same task and global batch (same seeds), trains on its shard
+        (:func:`distributed.shard_batch`), and the ranks agree on skipping the step and on stopping.
+        """
+        losses: dict[str, list[torch.Tensor]] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        for _ in range(self.config.grad_accumulation):
+            task = self.sampler.next_task()
+            rows = next(self.streams[task])
+            data = self.train_data[task]
+            share = None
+            if self.ddp is not None:
+                rows, share = distributed.shard_batch(
+                    rows, data.labels, self.loss.class_weights[task], self.dist.rank, self.dist.world_size
+                )
+            labels = data.labels[torch.from_numpy(rows)].to(self.device, non_blocking=True)
+            loss = (self.ddp or self.objective)(self.inputs("train", task, data, rows), task, labels)
+            finite &= torch.isfinite(loss)
+            scaled = loss if share is None else loss * share
+            self.scaler.scale(scaled / self.config.grad_accumulation).backward()
+            losses.setdefault(task, []).append(loss.detach())
+            self.state.micro_step += 1
+        if self._all_finite(finite):
+            if self.config.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self._skip_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.step += 1
+        return {task: torch.stack(values).mean() for task, values in losses.items()}
+
+    def _all_finite(self, finite: torch.Tensor) -> bool:
+        """The step's one host sync; under DDP the ranks also agree on a stop signal here."""
+        if not self.dist.enabled:
+            return bool(finite)
+        bad, signal_number = distributed.all_reduce_max(
+            [int(not bool(finite)), self.stop.signal or 0], self.dist
+        )
+        self._agreed_stop = signal_number or None
+        return not bad
+
+    def _skip_step(self) -> None:
+        self.state.bad_steps += 1
+        logger.warning(
+            "step %d: non-finite loss, update skipped (%d so far)", self.state.step, self.state.bad_steps
+        )
+        if self.state.bad_steps >= self.config.max_bad_steps:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDivergedError(
+                f"{self.state.bad_steps} steps had a NaN/inf loss; stopped. The last good checkpoint in "
+                f"{self.output_dir} is intact: lower --encoder-lr/--head-lr or use --amp fp32, then --resume"
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_best(self) -> None:
+        """The model alone, atomically (rank 0 only under DDP)."""
+        if self.dist.is_main:
+            checkpoint.save_best(self.model, self.output_dir / "best")
+
+    def save_last(self) -> None:
+        """Everything :meth:`load_last` needs to continue exactly (rank 0 only under DDP).
+
+        After each step every rank holds the same weights and state, so one copy serves them all.
+        """
+        if self.dist.is_main:
+            checkpoint.save_last(self.output_dir / "last", self)
+
+    def load_last(self, folder: Path) -> None:
+        """Restore a ``last/`` checkpoint written by :meth:`save_last` (the model weights included).
+
+        A missing, truncated or foreign file is a :class:`CheckpointError` that names it.
+        """
+        checkpoint.load_last(folder, self)
+
+    # ------------------------------------------------------------------ the loop
+    def request_stop(self, signum: int) -> None:
+        """Finish the current step, save ``last/`` and stop, as SIGINT/SIGTERM do."""
+        self.stop.request(signum)
+
+    def _stop_requested(self) -> int | None:
+        """The signal to stop on; under DDP the one all ranks agreed on in the last step's all-reduce."""
+        return self._agreed_stop if self.dist.enabled else self.stop.signal
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
+        dev = self.evaluate("dev")
+        score = evaluation.selection_score(dev, self.state.step)
+        improved = score > self.state.best_score
+        record = {
+            "event": "eval",
+            "step": self.state.step,
+            "score": score,
+            "improved": improved,
+            **{f"{task}/{metric}": dev[task][metric] for task in dev for metric in ("accuracy", "macro_f1")},
+        }
+        self.state.history.append(record)
+        self._log(record)
+        logger.info(
+            "step %d: dev mean macro-F1 %.4f%s", self.state.step, score, " (best)" if improved else ""
+        )
+        if improved:
+            self.state.best_score, self.state.best_step = score, self.state.step
+            self.state.evals_without_improvement = 0
+            self.save_best()
+        else:
+            self.state.evals_without_improvement += 1
+        self.save_last()
+        patience = self.config.patience
+        return patience is not None and self.state.evals_without_improvement >= patience
+
+    def _log_losses(self, running: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, float]:
+        means = {task: float(total) / counts[task] for task, total in running.items()}
+        if self.dist.enabled:  # the mean over ranks; every rank trained the same tasks
+            names = sorted(means)
+            means = dict(
+                zip(names, distributed.all_reduce_mean([means[n] for n in names], self.dist), strict=True)
+            )
+        self._log(
+            {
+                "event": "train",
+                "step": self.state.step,
+                "lr": self.scheduler.get_last_lr()[0],
+                "loss": means,
+                "task_weights": self.weighting.weights(),
+            }
+        )
+        return means
+
+    def fit(self, show_progress: bool = True) -> dict[str, Any]:
+        """Train to ``total_steps`` (or early stop), then evaluate the best checkpoint on dev and test."""
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        start_step = self.state.step
+        progress = tqdm(
+            total=self.total_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            disable=not (show_progress and self.dist.is_main),
+        )
+        running: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        stopped_early = False
+        self.model.train()
+        if self.state.step == 0 and self.config.init_from:
+            # The starting model is a candidate too, and step 0 anchors the curves (e.g. forgetting).
+            self._evaluate_and_checkpoint()
+        with self.stop.listening():
+            started = time.perf_counter()
+            while self.state.step < self.total_steps:
+                for task, loss in self.train_step().items():
+                    running[task] = running.get(task, torch.zeros((), device=self.device)) + loss
+                    counts[task] = counts.get(task, 0) + 1
+                progress.update(1)
+                step = self.state.step
+                if step % self.config.log_every == 0 or step == self.total_steps:
+                    means = self._log_losses(running, counts)
+                    progress.set_postfix({f"{task}_loss": f"{value:.3f}" for task, value in means.items()})
+                    running, counts = {}, {}
+                if step % self.eval_every == 0 or step == self.total_steps:
+                    self.state.train_seconds += time.perf_counter() - started
+                    stopped_early = self._evaluate_and_checkpoint()
+                    started = time.perf_counter()
+                    if stopped_early:
+                        break
+                if self._stop_requested() is not None:
+                    self.state.train_seconds += time.perf_counter() - started
+                    progress.close()
+                    self._stop_for_signal()
+        progress.close()
+        return self.final_report(stopped_early, start_step)
+
+    def _stop_for_signal(self) -> None:
+        self.save_last()
+        distributed.barrier(self.dist)  # no rank exits while rank 0 still writes
+        raise TrainingInterrupted(
+            f"stopped by signal {self._stop_requested()} at step {self.state.step}; "
+            f"resume with --resume {self.output_dir}"
+        )
+
+    def final_report(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
+        """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``."""
+        return evaluation.final_report(self, stopped_early, start_step)
+
+
+def _unique_tasks(tasks: list[TaskData]) -> dict[str, TaskData]:
+    if not tasks:
+        raise InvalidInputError("no tasks to train; pass --task NAME=DIR or use the built-in demo data")
+    names = [task.name for task in tasks]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"task names must be unique, got {names}")
+    return {task.name: task for task in tasks}
+
+
+def _check_labels(model: MultiTaskModel, tasks: dict[str, TaskData]) -> None:
+    specs = {spec.name: spec for spec in model.tasks}
+    for name, task in tasks.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidInputError(
+                f"the model has no head for task {name!r} (its tasks: {sorted(specs)}); "
+                "name the tasks it was trained on, or start without --init-from"
+            )
+        if list(spec.labels) != list(task.labels):
+            raise InvalidInputError(
+                f"task {name!r}: the model's labels {list(spec.labels)} differ from the data's {task.labels}"
+            )
+
+
+def train(
+    config: TrainingConfig,
+    tasks: list[TaskData] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) one training run end to end and return its metrics (also in metrics.json).
+
+    ``tasks`` defaults to the config's ``NAME=DIR`` folders (the demo tasks without any). To resume,
+    pass the config from :func:`~sentence_mtl.training.checkpoint.load_saved_config` and
+    ``resume=True``. Started by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the process group and
+    trains with DistributedDataParallel (see RELIABILITY.md).
+    """
+    context, created = distributed.init_from_env(config.device)
+    try:
+        output_dir = Path(config.output_dir)
+        distributed.run_on_main(lambda: checkpoint.prepare_output_dir(output_dir, overwrite, resume), context)
+        if tasks is None:
+            tasks = load_tasks(config.tasks, seed=config.data_seed, dev_fraction=config.dev_fraction)
+        trainer = Trainer(config, tasks)
+        if resume:
+            trainer.load_last(output_dir / "last")
+        return trainer.fit(show_progress=show_progress)
+    finally:
+        if created:
+            distributed.cleanup()
