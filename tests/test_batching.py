@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sentence_mtl.batching import length_grouped_batches, random_batches
+from sentence_mtl.batching import length_grouped_batches, length_sorted_batches, random_batches
 from sentence_mtl.errors import InvalidInputError
 
 
@@ -94,3 +94,21 @@ def test_other_arguments_are_validated() -> None:
         length_grouped_batches(np.ones((2, 2)), 2, np.random.default_rng(0))
     with pytest.raises(InvalidInputError, match="n must be at least 0"):
         random_batches(-1, 2, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_length_sorted_batches_go_longest_first_and_shards_split_the_rows(world_size: int) -> None:
+    lengths = skewed_lengths(203)
+    shards = [length_sorted_batches(lengths, 16, (rank, world_size)) for rank in range(world_size)]
+    for batches in shards:
+        order = np.concatenate(batches)
+        assert np.all(np.diff(lengths[order]) <= 0)  # longest first: each batch pads to its first row
+        assert all(len(batch) <= 16 for batch in batches)
+    everything = np.concatenate([np.concatenate(batches) for batches in shards])
+    assert np.array_equal(np.sort(everything), np.arange(203))  # disjoint shards, every row once
+
+
+def test_length_sorted_batches_pad_less_than_grouped_ones() -> None:
+    lengths = skewed_lengths()
+    grouped = length_grouped_batches(lengths, 32, np.random.default_rng(0))
+    assert padded_tokens(length_sorted_batches(lengths, 32), lengths) <= padded_tokens(grouped, lengths)

@@ -376,3 +376,18 @@ def test_extra_tensors_in_the_weights_file_are_a_checkpoint_error(saved: Path) -
     save_file(state, str(weights))
     with pytest.raises(CheckpointError, match=r"unexpected \['heads.extra.weight'\]"):
         MultiTaskModel.load(saved)
+
+
+def test_build_model_seeds_fresh_heads_or_loads_a_trained_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from sentence_mtl.multitask import build_model
+
+    first = build_model(TASKS, tiny_bert_dir, head="mlp", device="cpu", seed=7)
+    second = build_model(TASKS, tiny_bert_dir, head="mlp", device="cpu", seed=7)
+    for key, value in first.heads.state_dict().items():
+        assert torch.equal(value, second.heads.state_dict()[key])
+    first.save(tmp_path / "saved")
+    other_tasks = [TaskSpec("unused", ["x", "y"])]  # a trained folder brings its own tasks and heads
+    loaded = build_model(other_tasks, init_from=tmp_path / "saved", device="cpu")
+    assert loaded.tasks == first.tasks and loaded.head_type == "mlp"
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
