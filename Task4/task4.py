@@ -17,31 +17,47 @@ With no --task it trains on the built-in demo data (6 topics × 3 sentiments) in
         --task sentiment=../shared/data/sst --output-dir runs/ddp      # DDP, one process per GPU
 
 Files in OUTPUT_DIR: best/ (MultiTaskModel.save folder), last/ (resumable), metrics.json, log.jsonl.
-SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) writes last/ and exits with 130; --resume continues.
+SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) writes last/ and exits with 130; --resume continues
+(with no other flag but --device). One run at a time per OUTPUT_DIR; --overwrite replaces an earlier
+run only once the new one writes its first checkpoint.
 Under torchrun, --batch-size is the global batch and only rank 0 prints and writes (RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+
+
+def exit_interrupted_before_training(_signum: int = signal.SIGINT, _frame: object = None) -> None:
+    print("interrupted before training started; nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+
+# Ctrl-C while the libraries below load gives one line, not a traceback from inside an import.
+signal.signal(signal.SIGINT, exit_interrupted_before_training)
+
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
 from sentence_mtl.data import load_tasks
-from sentence_mtl.errors import TrainingInterrupted
+from sentence_mtl.errors import InvalidInputError, TrainingInterrupted
 from sentence_mtl.training import AMP_MODES, CLASS_WEIGHTS, TrainingConfig, load_saved_config, train
 from sentence_mtl.training.distributed import is_main_process
 from sentence_mtl.training.sampling import SAMPLING_STRATEGIES
 from sentence_mtl.training.weighting import LOSS_WEIGHTINGS
 
 DEFAULTS = TrainingConfig()
+# --resume continues the saved configuration; only where it runs may change.
+RESUME_MAY_CHANGE = ("resume", "device")
+FLAG_NAMES = {"tasks": "--task", "group_by_length": "--no-group-by-length"}
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -124,12 +140,23 @@ def parse_args() -> argparse.Namespace:
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device)
     run.add_argument("--log-every", type=int, default=DEFAULTS.log_every)
-    return parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def flags_that_change_a_resumed_run(args: argparse.Namespace) -> list[str]:
+    defaults = vars(parse_args([]))
+    return [
+        FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
+        for name, value in vars(args).items()
+        if name not in RESUME_MAY_CHANGE and value != defaults[name]
+    ]
 
 
 def print_table(metrics: dict) -> None:
+    if not metrics["dev"]:
+        print("\nno dev split (no dev file, and --dev-fraction 0): the last step's model is kept")
     for split in ("dev", "test"):
-        if split not in metrics:
+        if not metrics.get(split):
             continue
         print(f"\n{split:<5} {'task':<12} {'accuracy':>9} {'macro-F1':>9}   majority baseline (acc / F1)")
         for task, result in metrics[split].items():
@@ -142,6 +169,7 @@ def print_table(metrics: dict) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, caught below
     args = parse_args()
     main_process = is_main_process()  # under torchrun only rank 0 prints and logs
     logging.basicConfig(
@@ -153,6 +181,12 @@ def main() -> None:
 
     # 1. Config: from the flags, or from the checkpoint being resumed.
     if args.resume:
+        changing = flags_that_change_a_resumed_run(args)
+        if changing:
+            raise InvalidInputError(
+                f"--resume continues the saved configuration; remove {', '.join(changing)} "
+                "(only --device may be given with it)"
+            )
         config = load_saved_config(args.resume, device=args.device)
     else:
         config = TrainingConfig.from_dict(vars(args))  # each flag's dest is the field it sets
@@ -195,6 +229,8 @@ if __name__ == "__main__":
     except TrainingInterrupted as error:
         print(f"interrupted: {error}", file=sys.stderr)
         sys.exit(130)
+    except KeyboardInterrupt:  # before the loop took over the signals: data or model loading
+        exit_interrupted_before_training()
     except SentenceMTLError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -141,6 +141,8 @@ def _read_tsv(path: Path, text: str) -> _Table:
 
 
 def _read_csv(path: Path, text: str) -> _Table:
+    # csv refuses fields over 131,072 characters by default; TSV and JSONL have no such limit.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # bad quoting is an error, not a guess
     header: tuple[int, list[str]] | None = None
     rows = []
@@ -300,6 +302,11 @@ def _carve_dev(train: Split, n_labels: int, dev_fraction: float, seed: int) -> t
     counts = np.bincount(labels, minlength=n_labels)
     splittable = np.flatnonzero(counts[labels] >= 2)
     singletons = np.flatnonzero(counts[labels] < 2)
+    if len(splittable) == 0:
+        raise DataError(
+            f"{train.source}: every label occurs only once, so no dev rows can be carved from it (a dev "
+            "row must leave an example of its label in train); add a dev file or more rows per label"
+        )
     try:
         keep, dev = train_test_split(
             splittable, test_size=dev_fraction, stratify=labels[splittable], random_state=seed

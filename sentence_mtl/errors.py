@@ -41,3 +41,7 @@ class TrainingInterrupted(SentenceMTLError, KeyboardInterrupt):
 
 class CheckpointWriteError(SentenceMTLError, OSError):
     """A checkpoint could not be written (full disk, no permission); the previous one is intact."""
+
+
+class OutputFolderError(SentenceMTLError, OSError):
+    """The output folder cannot hold the run: it is a file, cannot be written, or another run uses it."""

@@ -398,9 +398,13 @@ def _layer_summary(layer: nn.Module) -> str:
 def _read_config(file: Path) -> dict[str, Any]:
     """Read and check ``multitask_config.json``; every problem names the file."""
     if not file.is_file():
+        hint = ""
+        for inside in ("best", "model"):  # a training run's folder, or its last/ checkpoint
+            if (file.parent / inside / CONFIG_NAME).is_file():
+                hint = f"; did you mean {file.parent / inside}?"
         raise CheckpointError(
             f"{file} is missing; a MultiTaskModel folder holds {CONFIG_NAME}, {WEIGHTS_NAME} and "
-            f"{ENCODER_DIR}/ (written by MultiTaskModel.save)"
+            f"{ENCODER_DIR}/ (written by MultiTaskModel.save){hint}"
         )
     try:
         config = json.loads(file.read_text(encoding="utf-8"))

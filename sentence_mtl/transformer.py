@@ -8,6 +8,7 @@ a text may have, and where its transformer blocks sit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from sentence_mtl.errors import ModelLoadError
 from sentence_mtl.io import write_json
 from sentence_mtl.model_files import ModelSource
+
+logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "sentence_bert_config.json"
 # Where architectures keep their blocks: BERT ``encoder.layer``, Qwen2/Llama ``layers``,
@@ -53,6 +56,13 @@ class Transformer:
         model_limit = getattr(self.model.config, "max_position_embeddings", None)
         length = requested or self.max_seq_length or self.tokenizer.model_max_length
         if model_limit and length > model_limit:
+            if requested:
+                logger.warning(
+                    "max_length %d is more than the model's %d positions; texts are truncated to %d tokens",
+                    requested,
+                    model_limit,
+                    model_limit,
+                )
             length = int(model_limit)
         return int(min(length, 1_000_000))
 

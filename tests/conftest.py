@@ -13,6 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
+import runpy
+import shutil
+import signal
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen
 
 from sentence_mtl.data import Split, TaskData
 from sentence_mtl.model_files import packaged_model_path
+from sentence_mtl.training import TrainingConfig, train
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -201,3 +207,64 @@ class ToyData:
 def toy() -> ToyData:
     """The toy tasks that the training, reliability and distributed tests share."""
     return ToyData()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ScriptRunner = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_script(capsys: pytest.CaptureFixture[str]) -> ScriptRunner:
+    """Run a Task script in this process as ``python SCRIPT ARGS`` would; returns (exit code, out, err).
+
+    The script's SIGINT handler is put back afterwards, so a script cannot change this process's.
+    """
+
+    def run(script: str, *args: str) -> tuple[int, str, str]:
+        argv, handler = sys.argv, signal.getsignal(signal.SIGINT)
+        sys.argv = [script, *args]
+        code = 0
+        try:
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        finally:
+            sys.argv = argv
+            signal.signal(signal.SIGINT, handler)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def task_dirs(toy: ToyData, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The toy tasks as folders of TSV files, as a user would pass them to ``--task``."""
+    root = tmp_path_factory.mktemp("tasks")
+    return toy.write_task(root / "topic", toy.topic), toy.write_task(root / "mood", toy.mood)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_bert_dir: Path, task_dirs: tuple[Path, Path], tmp_path_factory) -> Path:
+    """A 4-step run with best/ and last/ written at steps 2 and 4 (copy it before changing it)."""
+    output = tmp_path_factory.mktemp("finished") / "run"
+    config = TrainingConfig(
+        output_dir=str(output),
+        tasks=[f"topic={task_dirs[0]}", f"mood={task_dirs[1]}"],
+        model=str(tiny_bert_dir),
+        batch_size=4,
+        max_steps=4,
+        eval_every=2,
+        encoder_lr=1e-3,
+        head_lr=1e-2,
+        warmup_ratio=0.0,
+        seed=3,
+        device="cpu",
+    )
+    train(config, show_progress=False)
+    return output
+
+
+@pytest.fixture
+def run_copy(finished_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))

@@ -318,3 +318,18 @@ def test_demo_files_are_plain_tsv_with_the_documented_columns() -> None:
         lines = (DEMO_DATA_DIR / f"{name}.tsv").read_text(encoding="utf-8").splitlines()
         assert lines[0] == "text\ttopic\tsentiment"
         assert all(line.count("\t") == 2 for line in lines)
+
+
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_loads(tmp_path: Path) -> None:
+    long_text = "word " * 40_000  # 200,000 characters; csv refuses fields over 131,072 by default
+    folder = write_files(tmp_path, {"train.csv": f'text,label\n"{long_text}",x\nshort,y\n'})
+    task = load_task_folder("t", folder, dev_fraction=0)
+    assert task.train.texts[0] == long_text
+
+
+def test_a_dev_split_cannot_be_carved_when_every_label_occurs_once(tmp_path: Path) -> None:
+    folder = write_files(tmp_path, {"train.tsv": tsv("one\ta", "two\tb", "three\tc")})
+    with pytest.raises(
+        DataError, match=r"every label occurs only once.*add a dev file or more rows per label"
+    ):
+        load_task_folder("t", folder)

@@ -343,3 +343,13 @@ def test_unsupported_module_layouts_are_refused(
     (copy / "modules.json").write_text(json.dumps(entries))
     with pytest.raises(ModelLoadError, match=message):
         SentenceEncoder.from_pretrained(copy, device="cpu")
+
+
+def test_a_max_length_past_the_model_is_lowered_with_one_warning(tiny_bert_dir: Path, caplog) -> None:
+    with caplog.at_level("WARNING", logger="sentence_mtl"):
+        encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, max_length=100_000, device="cpu")
+    assert encoder.max_length == 128  # the tiny BERT's position embeddings
+    warnings = [record.getMessage() for record in caplog.records if "max_length" in record.getMessage()]
+    assert warnings == [
+        "max_length 100000 is more than the model's 128 positions; texts are truncated to 128 tokens"
+    ]

@@ -391,3 +391,15 @@ def test_build_model_seeds_fresh_heads_or_loads_a_trained_folder(tiny_bert_dir: 
     assert loaded.tasks == first.tasks and loaded.head_type == "mlp"
     for key, value in first.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_loading_a_training_run_folder_points_at_its_best_model(saved: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    saved.rename(run / "best")
+    with pytest.raises(CheckpointError, match=re.escape(f"did you mean {run / 'best'}?")):
+        MultiTaskModel.load(run)
+    (run / "last").mkdir()
+    (run / "best").rename(run / "last" / "model")
+    with pytest.raises(CheckpointError, match=re.escape(f"did you mean {run / 'last' / 'model'}?")):
+        MultiTaskModel.load(run / "last")  # a last/ checkpoint keeps its model one level down

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import runpy
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData
+from conftest import ScriptRunner, ToyData
 from safetensors.torch import load_file
 
 import sentence_mtl.io
@@ -30,25 +29,11 @@ from sentence_mtl import MultiTaskModel
 from sentence_mtl.data import load_tasks
 from sentence_mtl.errors import CheckpointError, CheckpointWriteError
 from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
+from sentence_mtl.training.run_folder import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sentence_mtl"
 SCRIPTS = [ROOT / "Task1" / "task1.py", ROOT / "Task2" / "task2.py", ROOT / "Task4" / "task4.py"]
-
-
-def run_script(script: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run a Task script in this process as ``python SCRIPT ARGS`` would; returns (exit code, out, err)."""
-    argv = sys.argv
-    sys.argv = [script, *args]
-    code = 0
-    try:
-        runpy.run_path(str(ROOT / script), run_name="__main__")
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def task4_flags(model: Path, topic: Path, mood: Path, output: Path, *extra: str) -> list[str]:
@@ -74,38 +59,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def task_dirs(toy: ToyData, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tasks")
-    return toy.write_task(root / "topic", toy.topic), toy.write_task(root / "mood", toy.mood)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_bert_dir: Path, task_dirs: tuple[Path, Path], tmp_path_factory) -> Path:
-    """A 4-step run with best/ and last/ written at steps 2 and 4 (copy it before changing it)."""
-    output = tmp_path_factory.mktemp("finished") / "run"
-    config = TrainingConfig(
-        output_dir=str(output),
-        tasks=[f"topic={task_dirs[0]}", f"mood={task_dirs[1]}"],
-        model=str(tiny_bert_dir),
-        batch_size=4,
-        max_steps=4,
-        eval_every=2,
-        encoder_lr=1e-3,
-        head_lr=1e-2,
-        warmup_ratio=0.0,
-        seed=3,
-        device="cpu",
-    )
-    train(config, show_progress=False)
-    return output
-
-
-@pytest.fixture
-def run_copy(finished_run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
 def resumable_trainer(output: Path) -> Trainer:
@@ -135,6 +88,7 @@ def resumable_trainer(output: Path) -> Trainer:
     ],
 )
 def test_task4_reports_bad_input_in_one_line(
+    run_script: ScriptRunner,
     toy: ToyData,
     case: str,
     message: str,
@@ -174,14 +128,18 @@ def test_task4_reports_bad_input_in_one_line(
         flags[flags.index(f"topic={topic}")] = f"topic={tmp_path / 'nowhere'}"
     elif case == "bad_task_syntax":
         flags[flags.index(f"topic={topic}")] = f"topic:{topic}"
-    code, _, err = run_script("Task4/task4.py", *flags, capsys=capsys)
+    code, _, err = run_script("Task4/task4.py", *flags)
     assert code == 2
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) <= 2
     assert re.search(message, err), err
 
 
 def test_an_unexpected_bug_keeps_its_traceback(
-    task_dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    run_script: ScriptRunner,
+    task_dirs: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
 ) -> None:
     """Only the package's own errors become one-line messages; a bug is not hidden."""
     import sentence_mtl.training
@@ -191,7 +149,7 @@ def test_an_unexpected_bug_keeps_its_traceback(
 
     monkeypatch.setattr(sentence_mtl.training, "train", broken)
     with pytest.raises(ZeroDivisionError, match="a bug"):
-        run_script("Task4/task4.py", *task4_flags(Path("m"), *task_dirs, tmp_path / "out"), capsys=capsys)
+        run_script("Task4/task4.py", *task4_flags(Path("m"), *task_dirs, tmp_path / "out"))
 
 
 @pytest.mark.parametrize(
@@ -204,9 +162,9 @@ def test_an_unexpected_bug_keeps_its_traceback(
     ],
 )
 def test_unknown_strategy_names_list_the_valid_ones(
-    script: str, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+    run_script: ScriptRunner, script: str, flag: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run_script(script, flag, value, capsys=capsys)
+    code, _, err = run_script(script, flag, value)
     assert code == 2 and f"argument {flag}: invalid choice: '{value}'" in err and "Traceback" not in err
 
 
@@ -250,16 +208,20 @@ def test_huge_training_texts_are_truncated_counted_and_warned_once(
 
 
 def test_existing_output_is_refused_by_the_script_unless_overwrite(
-    tiny_bert_dir: Path, task_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run_script: ScriptRunner,
+    tiny_bert_dir: Path,
+    task_dirs: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     output = tmp_path / "out"
     output.mkdir()
     (output / "notes.txt").write_text("keep me")
     flags = task4_flags(tiny_bert_dir, *task_dirs, output, "--max-steps", "2")
-    code, _, err = run_script("Task4/task4.py", *flags, capsys=capsys)
+    code, _, err = run_script("Task4/task4.py", *flags)
     assert code == 2 and "is not empty; pass --overwrite to replace it or --resume" in err
-    assert sorted(p.name for p in output.iterdir()) == ["notes.txt"]
-    code, out, _ = run_script("Task4/task4.py", *flags, "--overwrite", capsys=capsys)
+    assert sorted(p.name for p in output.iterdir() if p.name != LOCK_FILE) == ["notes.txt"]  # + the lock
+    code, out, _ = run_script("Task4/task4.py", *flags, "--overwrite")
     assert code == 0 and "majority baseline" in out
     assert (output / "notes.txt").read_text() == "keep me" and (output / "best").is_dir()
 
@@ -434,14 +396,14 @@ def test_a_corrupt_last_checkpoint_is_a_checkpoint_error(run_copy: Path, damage:
 
 
 def test_resuming_a_truncated_checkpoint_through_the_script_is_one_line(
-    run_copy: Path, capsys: pytest.CaptureFixture[str]
+    run_script: ScriptRunner, run_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     truncate(run_copy / "last" / "optimizer.pt")
-    code, _, err = run_script("Task4/task4.py", "--resume", str(run_copy), "--device", "cpu", capsys=capsys)
+    code, _, err = run_script("Task4/task4.py", "--resume", str(run_copy), "--device", "cpu")
     assert code == 2 and err.startswith("error: ") and "optimizer.pt is unreadable or truncated" in err
     assert "Traceback" not in err
     truncate(run_copy / "last" / "trainer_state.json")
-    code, _, err = run_script("Task4/task4.py", "--resume", str(run_copy), "--device", "cpu", capsys=capsys)
+    code, _, err = run_script("Task4/task4.py", "--resume", str(run_copy), "--device", "cpu")
     assert code == 2 and "trainer_state.json is missing or unreadable" in err
 
 
@@ -497,6 +459,7 @@ def test_remote_code_is_off_by_default_and_every_script_offers_the_flag() -> Non
 
 
 def task4_flags_parsed(monkeypatch: pytest.MonkeyPatch, *flags: str) -> dict:
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # loading the script sets no handler here
     script = runpy.run_path(str(ROOT / "Task4" / "task4.py"), run_name="task4")
     monkeypatch.setattr(sys, "argv", ["task4.py", *flags])
     return vars(script["parse_args"]())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sentence_mtl.errors import CheckpointError, CheckpointWriteError, InvalidInputError
+from sentence_mtl.errors import CheckpointError, CheckpointWriteError
 from sentence_mtl.io import atomic_directory, recover_directory
 from sentence_mtl.multitask import MultiTaskModel
 from sentence_mtl.training.config import TrainingConfig
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 MODEL_DIR = "model"
-RUN_OUTPUTS = ("best", "last", "metrics.json", "log.jsonl")
 
 
 @dataclass
@@ -166,31 +164,6 @@ def _numpy_rng_state() -> list[Any]:
 def _set_numpy_rng_state(state: list[Any]) -> None:
     kind, keys, position, has_gauss, cached = state
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-
-
-def prepare_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to mix a new run into an existing one unless asked to overwrite or resume."""
-    if resume:
-        for name in ("best", "last"):
-            recover_directory(output_dir / name)
-        if not (output_dir / "last").is_dir():
-            raise CheckpointError(
-                f"--resume {output_dir}: there is no {output_dir / 'last'} checkpoint to resume"
-            )
-        return
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise InvalidInputError(
-                f"output folder {output_dir} is not empty; "
-                "pass --overwrite to replace it or --resume to continue it"
-            )
-        # Hidden leftovers of interrupted checkpoint writes (.best.tmp-*, .last.old-*) go too.
-        leftovers = [path for name in ("best", "last") for path in output_dir.glob(f".{name}.*")]
-        for path in [*(output_dir / name for name in RUN_OUTPUTS), *leftovers]:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
 
 
 def load_saved_config(output_dir: str | Path, device: str | None = None) -> TrainingConfig:

@@ -65,6 +65,8 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Reject impossible values with a message that names the option."""
+        if not str(self.output_dir).strip():
+            raise InvalidInputError("--output-dir is empty; name the folder the run writes to")
         self._check_positive_integers()
         if not self.epochs > 0 and self.max_steps is None:
             raise InvalidInputError(f"--epochs must be positive, got {self.epochs}")

@@ -80,7 +80,7 @@ def baselines(
 def selection_score(dev: Scores, step: int) -> float:
     """What picks the best checkpoint: the mean dev macro-F1 over tasks (without dev, the latest step)."""
     if not dev:
-        return -float(step)
+        return float(step)
     return float(np.mean([result["macro_f1"] for result in dev.values()]))
 
 
@@ -130,5 +130,6 @@ def final_report(trainer: Trainer, stopped_early: bool, start_step: int) -> dict
         }
     )
     if trainer.dist.is_main:
+        trainer.folder.before_checkpoint()
         atomic_write_text(trainer.output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -7,7 +7,6 @@ task (MT-DNN, Liu et al. 2019), so datasets with disjoint sentences train one mo
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -19,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from sentence_mtl.data import TaskData, load_tasks
+from sentence_mtl.data import TaskData
 from sentence_mtl.devices import resolve_device
 from sentence_mtl.errors import (
     InvalidInputError,
@@ -39,6 +38,7 @@ from sentence_mtl.training.optimization import (
     parameter_groups,
     resolve_amp,
 )
+from sentence_mtl.training.run_folder import RunFolder
 from sentence_mtl.training.sampling import TaskSampler, make_sampler
 from sentence_mtl.training.signals import StopRequest
 from sentence_mtl.training.weighting import LossWeighting, make_weighting, parse_static_weights
@@ -49,13 +49,20 @@ logger = logging.getLogger(__name__)
 class Trainer:
     """Owns the model, data, optimiser and checkpoints of one run. Use :func:`train` for one call."""
 
-    def __init__(self, config: TrainingConfig, tasks: list[TaskData], model: MultiTaskModel | None = None):
+    def __init__(
+        self,
+        config: TrainingConfig,
+        tasks: list[TaskData],
+        model: MultiTaskModel | None = None,
+        folder: RunFolder | None = None,
+    ):
         config.validate()
         self.config = config
         self.tasks = _unique_tasks(tasks)
         self.output_dir = Path(config.output_dir)
         # Under torchrun (see training.distributed) --batch-size is the global batch, split over ranks.
         self.dist = distributed.current_context()
+        self.folder = folder or RunFolder(self.output_dir, writer=self.dist.is_main)
         if self.dist.world_size > config.batch_size:
             raise InvalidInputError(
                 f"--batch-size {config.batch_size} is the global batch, split over {self.dist.world_size} "
@@ -258,6 +265,7 @@ class Trainer:
     def save_best(self) -> None:
         """The model alone, atomically (rank 0 only under DDP)."""
         if self.dist.is_main:
+            self.folder.before_checkpoint()
             checkpoint.save_best(self.model, self.output_dir / "best")
 
     def save_last(self) -> None:
@@ -266,6 +274,7 @@ class Trainer:
         After each step every rank holds the same weights and state, so one copy serves them all.
         """
         if self.dist.is_main:
+            self.folder.before_checkpoint()
             checkpoint.save_last(self.output_dir / "last", self)
 
     def load_last(self, folder: Path) -> None:
@@ -284,12 +293,6 @@ class Trainer:
         """The signal to stop on; under DDP the one all ranks agreed on in the last step's all-reduce."""
         return self._agreed_stop if self.dist.enabled else self.stop.signal
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
     def _evaluate_and_checkpoint(self) -> bool:
         """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
         dev = self.evaluate("dev")
@@ -303,7 +306,7 @@ class Trainer:
             **{f"{task}/{metric}": dev[task][metric] for task in dev for metric in ("accuracy", "macro_f1")},
         }
         self.state.history.append(record)
-        self._log(record)
+        self.folder.log(record)
         logger.info(
             "step %d: dev mean macro-F1 %.4f%s", self.state.step, score, " (best)" if improved else ""
         )
@@ -324,7 +327,7 @@ class Trainer:
             means = dict(
                 zip(names, distributed.all_reduce_mean([means[n] for n in names], self.dist), strict=True)
             )
-        self._log(
+        self.folder.log(
             {
                 "event": "train",
                 "step": self.state.step,
@@ -336,48 +339,57 @@ class Trainer:
         return means
 
     def fit(self, show_progress: bool = True) -> dict[str, Any]:
-        """Train to ``total_steps`` (or early stop), then evaluate the best checkpoint on dev and test."""
+        """Train to ``total_steps`` (or early stop), then evaluate the best checkpoint on dev and test.
+
+        SIGINT/SIGTERM are caught from here to the end: the loop saves ``last/`` and stops, and a
+        signal during the final evaluation lets it finish.
+        """
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         start_step = self.state.step
+        with self.stop.listening():
+            stopped_early = self._train(show_progress)
+            return self.final_report(stopped_early, start_step)
+
+    def _train(self, show_progress: bool) -> bool:
+        """The loop itself; returns whether patience stopped it early."""
         progress = tqdm(
             total=self.total_steps,
-            initial=start_step,
+            initial=self.state.step,
             desc="train",
             unit="step",
             disable=not (show_progress and self.dist.is_main),
         )
         running: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        stopped_early = False
         self.model.train()
         if self.state.step == 0 and self.config.init_from:
             # The starting model is a candidate too, and step 0 anchors the curves (e.g. forgetting).
             self._evaluate_and_checkpoint()
-        with self.stop.listening():
-            started = time.perf_counter()
-            while self.state.step < self.total_steps:
-                for task, loss in self.train_step().items():
-                    running[task] = running.get(task, torch.zeros((), device=self.device)) + loss
-                    counts[task] = counts.get(task, 0) + 1
-                progress.update(1)
-                step = self.state.step
-                if step % self.config.log_every == 0 or step == self.total_steps:
-                    means = self._log_losses(running, counts)
-                    progress.set_postfix({f"{task}_loss": f"{value:.3f}" for task, value in means.items()})
-                    running, counts = {}, {}
-                if step % self.eval_every == 0 or step == self.total_steps:
-                    self.state.train_seconds += time.perf_counter() - started
-                    stopped_early = self._evaluate_and_checkpoint()
-                    started = time.perf_counter()
-                    if stopped_early:
-                        break
-                if self._stop_requested() is not None:
-                    self.state.train_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        while self.state.step < self.total_steps:
+            for task, loss in self.train_step().items():
+                running[task] = running.get(task, torch.zeros((), device=self.device)) + loss
+                counts[task] = counts.get(task, 0) + 1
+            progress.update(1)
+            step = self.state.step
+            if step % self.config.log_every == 0 or step == self.total_steps:
+                means = self._log_losses(running, counts)
+                progress.set_postfix({f"{task}_loss": f"{value:.3f}" for task, value in means.items()})
+                running, counts = {}, {}
+            if step % self.eval_every == 0 or step == self.total_steps:
+                self.state.train_seconds += time.perf_counter() - started
+                stopped_early = self._evaluate_and_checkpoint()
+                started = time.perf_counter()
+                if stopped_early:
                     progress.close()
-                    self._stop_for_signal()
+                    return True
+            if self._stop_requested() is not None:
+                self.state.train_seconds += time.perf_counter() - started
+                progress.close()
+                self._stop_for_signal()
         progress.close()
-        return self.final_report(stopped_early, start_step)
+        return False
 
     def _stop_for_signal(self) -> None:
         self.save_last()
@@ -414,32 +426,3 @@ def _check_labels(model: MultiTaskModel, tasks: dict[str, TaskData]) -> None:
             raise InvalidInputError(
                 f"task {name!r}: the model's labels {list(spec.labels)} differ from the data's {task.labels}"
             )
-
-
-def train(
-    config: TrainingConfig,
-    tasks: list[TaskData] | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Run (or resume) one training run end to end and return its metrics (also in metrics.json).
-
-    ``tasks`` defaults to the config's ``NAME=DIR`` folders (the demo tasks without any). To resume,
-    pass the config from :func:`~sentence_mtl.training.checkpoint.load_saved_config` and
-    ``resume=True``. Started by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the process group and
-    trains with DistributedDataParallel (see RELIABILITY.md).
-    """
-    context, created = distributed.init_from_env(config.device)
-    try:
-        output_dir = Path(config.output_dir)
-        distributed.run_on_main(lambda: checkpoint.prepare_output_dir(output_dir, overwrite, resume), context)
-        if tasks is None:
-            tasks = load_tasks(config.tasks, seed=config.data_seed, dev_fraction=config.dev_fraction)
-        trainer = Trainer(config, tasks)
-        if resume:
-            trainer.load_last(output_dir / "last")
-        return trainer.fit(show_progress=show_progress)
-    finally:
-        if created:
-            distributed.cleanup()

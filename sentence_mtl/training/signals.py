@@ -1,8 +1,8 @@
 """Stopping on SIGINT/SIGTERM without losing work: the current step finishes, then ``last/`` is saved.
 
 Ctrl-C and a scheduler's pre-emption both send a signal; the loop checks :attr:`StopRequest.signal`
-after each step. A second signal stops at once (checkpoint writes are atomic, so none is left
-half-written).
+after each step. A second signal stops at once with :class:`TrainingInterrupted` (checkpoint writes are
+atomic, so none is left half-written).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from sentence_mtl.errors import TrainingInterrupted
 
 
 class StopRequest:
@@ -28,7 +30,10 @@ class StopRequest:
 
         def handler(signum: int, _frame: Any) -> None:
             if self.signal is not None:
-                raise KeyboardInterrupt
+                raise TrainingInterrupted(
+                    f"stopped at once by a second signal ({signum}); checkpoints already written are "
+                    "intact, and --resume continues from the last one"
+                )
             self.request(signum)
 
         previous = {}
