@@ -25,8 +25,9 @@ from transformers.utils import logging as transformers_logging
 from sentence_mtl import SentenceMTLError
 from sentence_mtl.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.heads import HEAD_TYPES
 from sentence_mtl.model_files import DEFAULT_MODEL_NAME
-from sentence_mtl.multitask import HEAD_TYPES, build_model
+from sentence_mtl.multitask import build_model
 from sentence_mtl.tasks import TaskSpec
 
 # ---------------------------------------------------------------------- defaults

@@ -7,7 +7,7 @@ With no --task it trains on the built-in demo data (6 topics × 3 sentiments) in
     python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
         --output-dir runs/trec_sst
     python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
-        --freeze encoder --head mlp --head-lr 1e-3 --epochs 20       # frozen encoder: cached embeddings
+        --freeze encoder                                             # frozen encoder: heads solved exactly
     python Task4/task4.py --resume runs/trec_sst                       # continue an interrupted run
     python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
         --init-from runs/trec_sst/best --freeze head:topic --train-tasks sentiment \
@@ -47,6 +47,7 @@ from sentence_mtl import SentenceMTLError
 from sentence_mtl.data import load_tasks
 from sentence_mtl.errors import InvalidInputError, TrainingInterrupted
 from sentence_mtl.training import AMP_MODES, CLASS_WEIGHTS, TrainingConfig, load_saved_config, train
+from sentence_mtl.training.config import FROZEN_SOLVERS, OBJECTIVES
 from sentence_mtl.training.distributed import is_main_process
 from sentence_mtl.training.sampling import SAMPLING_STRATEGIES
 from sentence_mtl.training.weighting import LOSS_WEIGHTINGS
@@ -102,9 +103,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--freeze", default=DEFAULTS.freeze, help="none | encoder | top:K | head:NAME, joined by +"
     )
+    model.add_argument(
+        "--frozen-solver",
+        choices=FROZEN_SOLVERS,
+        default=DEFAULTS.frozen_solver,
+        help="linear heads on a frozen encoder: solved exactly (convex) or trained by SGD",
+    )
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=float, default=DEFAULTS.epochs)
+    optim.add_argument(
+        "--epochs",
+        type=float,
+        default=DEFAULTS.epochs,
+        help="exactly this many epochs (default: 4, but at least --min-steps updates)",
+    )
     optim.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, help="overrides --epochs")
+    optim.add_argument(
+        "--min-steps", type=int, default=DEFAULTS.min_steps, help="fewest updates when --epochs is not given"
+    )
     optim.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     optim.add_argument("--grad-accumulation", type=int, default=DEFAULTS.grad_accumulation)
     optim.add_argument("--encoder-lr", type=float, default=DEFAULTS.encoder_lr)
@@ -125,7 +140,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     balance.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
     balance.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=DEFAULTS.loss_weighting)
     balance.add_argument("--loss-weights", default=None, help="for static: topic=1,sentiment=0.5")
-    balance.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=DEFAULTS.class_weights)
+    balance.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=DEFAULTS.objective,
+        help="what the best checkpoint is chosen by; macro_f1 also weights classes (balanced)",
+    )
+    balance.add_argument(
+        "--class-weights",
+        choices=CLASS_WEIGHTS,
+        default=DEFAULTS.class_weights,
+        help="override the objective's class weighting",
+    )
     balance.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing)
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", default=DEFAULTS.output_dir)

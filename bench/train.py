@@ -147,8 +147,9 @@ def main() -> None:
             f"{rate / median['trainer']:.2f}× fp32 (CPU {torch.backends.cpu.get_cpu_capability()}) |"
         )
 
-    cached = make_trainer(scratch / "cached", args, freeze="encoder")
-    recompute = make_trainer(scratch / "recompute", args, freeze="encoder", cache_embeddings=False)
+    frozen = {"freeze": "encoder", "frozen_solver": "sgd"}  # SGD epochs, on the cache or recomputed
+    cached = make_trainer(scratch / "cached", args, **frozen)
+    recompute = make_trainer(scratch / "recompute", args, cache_embeddings=False, **frozen)
     start = time.perf_counter()
     cached.inputs.embeddings("train", "topic", cached.train_data["topic"])
     cached.inputs.embeddings("train", "sentiment", cached.train_data["sentiment"])

@@ -392,6 +392,16 @@ def load_tasks(arguments: Sequence[str], seed: int = 0, dev_fraction: float = 0.
     return tasks
 
 
+def tasks_by_name(tasks: Sequence[TaskData]) -> dict[str, TaskData]:
+    """The tasks keyed by name; none, or two with one name, is an error."""
+    if not tasks:
+        raise InvalidInputError("no tasks to train; pass --task NAME=DIR or use the built-in demo data")
+    names = [task.name for task in tasks]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"task names must be unique, got {names}")
+    return {task.name: task for task in tasks}
+
+
 def load_demo_tasks(seed: int = 0) -> list[TaskData]:
     """The built-in demo: the same sentences labelled for ``topic`` and for ``sentiment``.
 

@@ -21,11 +21,11 @@ from sentence_mtl.devices import resolve_device
 from sentence_mtl.encoder import SentenceEncoder
 from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError, ModelLoadError
 from sentence_mtl.freezing import check_layer_count, parse_freeze_spec, set_trainable
+from sentence_mtl.heads import HEAD_TYPES, build_head, layer_summary
 from sentence_mtl.io import atomic_directory, write_json
 from sentence_mtl.tasks import TaskSpec
 from sentence_mtl.tokenization import Collator
 
-HEAD_TYPES = ("linear", "mlp")
 CONFIG_NAME = "multitask_config.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_DIR = "encoder"
@@ -34,15 +34,6 @@ FORMAT_VERSION = 1
 # Names of a backbone's final norm, applied after its top layer: Qwen2/Llama/Mistral, GPT-2.
 FINAL_NORM_NAMES = ("norm", "ln_f")
 _ENCODER_PREFIX = "encoder."
-
-
-def build_head(kind: str, in_features: int, out_features: int, dropout: float, hidden: int) -> nn.Sequential:
-    """``linear``: dropout → linear. ``mlp``: linear → GELU → dropout → linear (``hidden`` units)."""
-    if kind == "linear":
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
-    return nn.Sequential(
-        nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_features)
-    )
 
 
 class MultiTaskModel(nn.Module):
@@ -204,6 +195,34 @@ class MultiTaskModel(nn.Module):
             set_trainable(self.encoder.projection, True)
         self.train(self.training)  # the encoder may leave eval mode again (see train)
 
+    def check_labels(self, labels: dict[str, Sequence[str]]) -> None:
+        """Refuse data whose tasks or label lists differ from the heads' (e.g. a model from --init-from)."""
+        specs = {spec.name: spec for spec in self.tasks}
+        for name, names in labels.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise InvalidInputError(
+                    f"the model has no head for task {name!r} (its tasks: {sorted(specs)}); "
+                    "name the tasks it was trained on, or start without --init-from"
+                )
+            if list(spec.labels) != list(names):
+                raise InvalidInputError(
+                    f"task {name!r}: the model's labels {list(spec.labels)} "
+                    f"differ from the data's {list(names)}"
+                )
+
+    def set_linear_head(self, task: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Put a linear head's weights ``(classes, embedding_dim)`` and bias in place, e.g. from a solver."""
+        linear = self._head(task)[-1]
+        if self.head_type != "linear" or tuple(weight.shape) != tuple(linear.weight.shape):
+            raise InvalidInputError(
+                f"task {task!r}: a {self.head_type} head takes no {tuple(weight.shape)} weight; "
+                f"it needs a linear head of shape {tuple(linear.weight.shape)}"
+            )
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
+
     def freeze_head(self, name: str) -> None:
         """Freeze one task's head, such as a head trained earlier that another task must not move."""
         set_trainable(self._head(name), False)
@@ -243,7 +262,7 @@ class MultiTaskModel(nn.Module):
             "tasks": {
                 task.name: {
                     "labels": list(task.labels),
-                    "layers": [_layer_summary(layer) for layer in self.heads[task.name]],
+                    "layers": [layer_summary(layer) for layer in self.heads[task.name]],
                     "in_features": self.encoder.embedding_dim,
                     "out_features": len(task.labels),
                 }
@@ -385,14 +404,6 @@ def _count(parameters: Iterable[nn.Parameter]) -> dict[str, int]:
         else:
             frozen += parameter.numel()
     return {"trainable": trainable, "frozen": frozen, "total": trainable + frozen}
-
-
-def _layer_summary(layer: nn.Module) -> str:
-    if isinstance(layer, nn.Linear):
-        return f"Linear({layer.in_features} → {layer.out_features})"
-    if isinstance(layer, nn.Dropout):
-        return f"Dropout({layer.p})"
-    return type(layer).__name__
 
 
 def _read_config(file: Path) -> dict[str, Any]:

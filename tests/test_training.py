@@ -81,11 +81,10 @@ def test_frozen_encoder_stays_frozen_and_uses_the_cache(
 
 
 def test_cached_fast_path_equals_the_slow_path(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
-    fast = train(
-        tiny_config(tiny_bert_dir, tmp_path / "fast", freeze="encoder"), toy.tasks(), show_progress=False
-    )
+    sgd = {"freeze": "encoder", "frozen_solver": "sgd"}  # the convex solver needs the cache
+    fast = train(tiny_config(tiny_bert_dir, tmp_path / "fast", **sgd), toy.tasks(), show_progress=False)
     slow = train(
-        tiny_config(tiny_bert_dir, tmp_path / "slow", freeze="encoder", cache_embeddings=False),
+        tiny_config(tiny_bert_dir, tmp_path / "slow", cache_embeddings=False, **sgd),
         toy.tasks(),
         show_progress=False,
     )
@@ -201,6 +200,9 @@ def test_balanced_class_weights_follow_scikit_learn() -> None:
         ({"loss_weighting": "magic"}, "valid: equal"),
         ({"amp": "fp8"}, "--amp"),
         ({"layer_decay": 1.5}, "--layer-decay"),
+        ({"objective": "loss"}, "valid: macro_f1, accuracy"),
+        ({"frozen_solver": "adam"}, "valid: convex, sgd"),
+        ({"min_steps": 0}, "--min-steps"),
     ],
 )
 def test_bad_config_values_are_named(overrides: dict, message: str, tmp_path: Path) -> None:
@@ -294,3 +296,40 @@ def test_bad_train_tasks_and_init_from_are_named(toy: ToyData, tiny_bert_dir: Pa
             tiny_config(tiny_bert_dir, tmp_path / "c", init_from=str(tmp_path / "topic" / "best")),
             toy.tasks(),
         )
+
+
+def test_a_frozen_encoder_gets_its_linear_heads_solved_exactly(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    trainer = Trainer(tiny_config(tiny_bert_dir, tmp_path / "convex", freeze="encoder"), toy.tasks())
+    metrics = trainer.fit(show_progress=False)
+    assert metrics["steps"] == 1 and metrics["embeddings_cached"]
+    solves = {entry["task"]: entry for entry in metrics["history"] if entry["event"] == "solve"}
+    assert sorted(solves) == ["mood", "topic"]
+    data = trainer.train_data["topic"]
+    features = trainer.inputs.embeddings("train", "topic", data).cpu().numpy()
+    reference = LogisticRegression(C=solves["topic"]["C"], max_iter=2000, class_weight="balanced")
+    reference.fit(features, data.labels.numpy())
+    with torch.no_grad():
+        logits = trainer.model.classify(torch.from_numpy(features), "topic")
+    expected = torch.from_numpy(reference.predict_proba(features)).float()
+    torch.testing.assert_close(logits.softmax(-1), expected, atol=1e-4, rtol=1e-3)
+    assert (tmp_path / "convex" / "best" / "model.safetensors").is_file()
+
+
+def test_the_objective_sets_both_the_class_weights_and_the_checkpoint_criterion(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    skewed = toy.task("mood", {**toy.mood, "good": toy.mood["good"][:1]})
+    accuracy = Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", objective="accuracy"), [skewed])
+    macro_f1 = Trainer(tiny_config(tiny_bert_dir, tmp_path / "f"), [skewed])
+    assert accuracy.loss.class_weights["mood"] is None
+    assert macro_f1.loss.class_weights["mood"] is not None  # balanced: the rare class weighs more
+    assert macro_f1.loss.class_weights["mood"][1] > macro_f1.loss.class_weights["mood"][0]
+    metrics = accuracy.fit(show_progress=False)
+    evals = [entry for entry in metrics["history"] if entry["event"] == "eval"]
+    assert all(entry["score"] == entry["mood/accuracy"] for entry in evals)
+    overridden = TrainingConfig(objective="accuracy", class_weights="balanced")
+    assert overridden.balanced and not TrainingConfig(objective="accuracy").balanced

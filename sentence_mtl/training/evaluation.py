@@ -77,11 +77,11 @@ def baselines(
     }
 
 
-def selection_score(dev: Scores, step: int) -> float:
-    """What picks the best checkpoint: the mean dev macro-F1 over tasks (without dev, the latest step)."""
+def selection_score(dev: Scores, step: int, objective: str = "macro_f1") -> float:
+    """What picks the best checkpoint: the objective's mean over tasks on dev (no dev: the latest step)."""
     if not dev:
         return float(step)
-    return float(np.mean([result["macro_f1"] for result in dev.values()]))
+    return float(np.mean([result[objective] for result in dev.values()]))
 
 
 def final_report(trainer: Trainer, stopped_early: bool, start_step: int) -> dict[str, Any]:

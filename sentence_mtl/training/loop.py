@@ -18,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from sentence_mtl.data import TaskData
+from sentence_mtl.data import TaskData, tasks_by_name
 from sentence_mtl.devices import resolve_device
 from sentence_mtl.errors import (
     InvalidInputError,
@@ -28,8 +28,10 @@ from sentence_mtl.errors import (
 from sentence_mtl.multitask import MultiTaskModel, build_model
 from sentence_mtl.tasks import TaskSpec
 from sentence_mtl.training import checkpoint, distributed, evaluation
+from sentence_mtl.training.budget import step_budget
 from sentence_mtl.training.checkpoint import TrainState
 from sentence_mtl.training.config import TrainingConfig
+from sentence_mtl.training.convex import solve_linear_head
 from sentence_mtl.training.inputs import ModelInputs, TaskBatchStream, TokenizedSplit, tokenize_split
 from sentence_mtl.training.objective import ForwardAndLoss, TaskLoss
 from sentence_mtl.training.optimization import (
@@ -58,7 +60,7 @@ class Trainer:
     ):
         config.validate()
         self.config = config
-        self.tasks = _unique_tasks(tasks)
+        self.tasks = tasks_by_name(tasks)
         self.output_dir = Path(config.output_dir)
         # Under torchrun (see training.distributed) --batch-size is the global batch, split over ranks.
         self.dist = distributed.current_context()
@@ -100,11 +102,18 @@ class Trainer:
 
         # Steps, optimiser, schedule.
         self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in training.values())
-        self.total_steps = config.max_steps or max(
-            1, math.ceil(config.epochs * self.batches_per_epoch / config.grad_accumulation)
+        self.convex = self.cached and config.frozen_solver == "convex" and self.model.head_type == "linear"
+        budget = step_budget(
+            self.batches_per_epoch,
+            grad_accumulation=config.grad_accumulation,
+            epochs=config.epochs,
+            max_steps=1 if self.convex else config.max_steps,  # one exact solve
+            min_steps=config.min_steps,
+            eval_every=config.eval_every,
+            warmup_ratio=config.warmup_ratio,
         )
-        self.eval_every = config.eval_every or max(1, self.batches_per_epoch // config.grad_accumulation)
-        self._build_optimizer()
+        self.total_steps, self.eval_every = budget.total_steps, budget.eval_every
+        self._build_optimizer(budget.warmup_steps)
         self.state = TrainState()
         self.stop = StopRequest()  # set by SIGINT/SIGTERM or request_stop
         self._agreed_stop: int | None = None  # under DDP: the signal every rank has agreed to stop on
@@ -135,7 +144,7 @@ class Trainer:
             )
         model = model.to(self.device)
         model.apply_freeze(config.freeze)
-        _check_labels(model, self.tasks)
+        model.check_labels({name: task.labels for name, task in self.tasks.items()})
         return model
 
     def _train_task_names(self) -> list[str]:
@@ -163,13 +172,13 @@ class Trainer:
         weighting = make_weighting(config.loss_weighting, names, static).to(self.device)
         class_weights = {
             name: balanced_class_weights(data.labels, len(self.tasks[name].labels)).to(self.device)
-            if config.class_weights == "balanced"
+            if config.balanced
             else None
             for name, data in self.train_data.items()
         }
         return weighting, TaskLoss(weighting, class_weights, config.label_smoothing)
 
-    def _build_optimizer(self) -> None:
+    def _build_optimizer(self, warmup_steps: int) -> None:
         config = self.config
         params = parameter_groups(
             self.model,
@@ -183,9 +192,8 @@ class Trainer:
             raise InvalidInputError(f"--freeze {config.freeze!r} leaves nothing to train")
         self.optimizer = torch.optim.AdamW(params, fused=self.device.type == "cuda")
         self.trained_parameters = [p for group in params for p in group["params"]]
-        warmup = int(config.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_schedule(warmup, self.total_steps)
+            self.optimizer, linear_schedule(warmup_steps, self.total_steps)
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
 
@@ -296,7 +304,7 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> bool:
         """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
         dev = self.evaluate("dev")
-        score = evaluation.selection_score(dev, self.state.step)
+        score = evaluation.selection_score(dev, self.state.step, self.config.objective)
         improved = score > self.state.best_score
         record = {
             "event": "eval",
@@ -308,7 +316,11 @@ class Trainer:
         self.state.history.append(record)
         self.folder.log(record)
         logger.info(
-            "step %d: dev mean macro-F1 %.4f%s", self.state.step, score, " (best)" if improved else ""
+            "step %d: dev mean %s %.4f%s",
+            self.state.step,
+            self.config.objective,
+            score,
+            " (best)" if improved else "",
         )
         if improved:
             self.state.best_score, self.state.best_step = score, self.state.step
@@ -366,6 +378,12 @@ class Trainer:
         if self.state.step == 0 and self.config.init_from:
             # The starting model is a candidate too, and step 0 anchors the curves (e.g. forgetting).
             self._evaluate_and_checkpoint()
+        if self.convex and self.state.step == 0:
+            self._solve_heads()
+            progress.update(1)
+            progress.close()
+            self._evaluate_and_checkpoint()
+            return False
         started = time.perf_counter()
         while self.state.step < self.total_steps:
             for task, loss in self.train_step().items():
@@ -391,6 +409,28 @@ class Trainer:
         progress.close()
         return False
 
+    def _solve_heads(self) -> None:
+        """The frozen path's one step: each training task's linear head solved exactly (training.convex)."""
+        started = time.perf_counter()
+        for task in self.train_task_names:
+            data, dev = self.train_data[task], self.dev_data.get(task)
+            solution = solve_linear_head(
+                self.inputs.embeddings("train", task, data).cpu().numpy(),
+                data.labels.numpy(),
+                len(self.tasks[task].labels),
+                (self.inputs.embeddings("dev", task, dev).cpu().numpy(), dev.labels.numpy()) if dev else None,
+                objective=self.config.objective,
+                balanced=self.config.balanced,
+            )
+            self.model.set_linear_head(
+                task, torch.from_numpy(solution.weight), torch.from_numpy(solution.bias)
+            )
+            record = {"event": "solve", "task": task, "C": solution.C, "dev_score": solution.dev_score}
+            self.folder.log(record)
+            self.state.history.append(record)
+        self.state.step = 1
+        self.state.train_seconds += time.perf_counter() - started
+
     def _stop_for_signal(self) -> None:
         self.save_last()
         distributed.barrier(self.dist)  # no rank exits while rank 0 still writes
@@ -402,27 +442,3 @@ class Trainer:
     def final_report(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
         """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``."""
         return evaluation.final_report(self, stopped_early, start_step)
-
-
-def _unique_tasks(tasks: list[TaskData]) -> dict[str, TaskData]:
-    if not tasks:
-        raise InvalidInputError("no tasks to train; pass --task NAME=DIR or use the built-in demo data")
-    names = [task.name for task in tasks]
-    if len(set(names)) != len(names):
-        raise InvalidInputError(f"task names must be unique, got {names}")
-    return {task.name: task for task in tasks}
-
-
-def _check_labels(model: MultiTaskModel, tasks: dict[str, TaskData]) -> None:
-    specs = {spec.name: spec for spec in model.tasks}
-    for name, task in tasks.items():
-        spec = specs.get(name)
-        if spec is None:
-            raise InvalidInputError(
-                f"the model has no head for task {name!r} (its tasks: {sorted(specs)}); "
-                "name the tasks it was trained on, or start without --init-from"
-            )
-        if list(spec.labels) != list(task.labels):
-            raise InvalidInputError(
-                f"task {name!r}: the model's labels {list(spec.labels)} differ from the data's {task.labels}"
-            )
