@@ -248,19 +248,8 @@ def task_dirs(toy: ToyData, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 def finished_run(tiny_bert_dir: Path, task_dirs: tuple[Path, Path], tmp_path_factory) -> Path:
     """A 4-step run with best/ and last/ written at steps 2 and 4 (copy it before changing it)."""
     output = tmp_path_factory.mktemp("finished") / "run"
-    config = TrainingConfig(
-        output_dir=str(output),
-        tasks=[f"topic={task_dirs[0]}", f"mood={task_dirs[1]}"],
-        model=str(tiny_bert_dir),
-        batch_size=4,
-        max_steps=4,
-        eval_every=2,
-        encoder_lr=1e-3,
-        head_lr=1e-2,
-        warmup_ratio=0.0,
-        seed=3,
-        device="cpu",
-    )
+    tasks = [f"topic={task_dirs[0]}", f"mood={task_dirs[1]}"]
+    config = tiny_config(tiny_bert_dir, output, tasks=tasks, max_steps=4, eval_every=2, log_every=50)
     train(config, show_progress=False)
     return output
 
@@ -268,3 +257,22 @@ def finished_run(tiny_bert_dir: Path, task_dirs: tuple[Path, Path], tmp_path_fac
 @pytest.fixture
 def run_copy(finished_run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides: object) -> TrainingConfig:
+    """A few steps on the tiny BERT with learning rates that move it visibly, on the CPU."""
+    values = dict(
+        output_dir=str(output_dir),
+        model=str(tiny_bert_dir),
+        batch_size=4,
+        max_steps=12,
+        eval_every=4,
+        encoder_lr=1e-3,
+        head_lr=1e-2,
+        warmup_ratio=0.0,
+        seed=3,
+        device="cpu",
+        log_every=2,
+    )
+    values.update(overrides)
+    return TrainingConfig(**values)

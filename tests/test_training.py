@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData
+from conftest import ToyData, tiny_config
 from safetensors.torch import load_file
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
@@ -19,24 +19,6 @@ from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, tr
 from sentence_mtl.training.optimization import balanced_class_weights, linear_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        model=str(tiny_bert_dir),
-        batch_size=4,
-        max_steps=12,
-        eval_every=4,
-        encoder_lr=1e-3,
-        head_lr=1e-2,
-        warmup_ratio=0.0,
-        seed=3,
-        device="cpu",
-        log_every=2,
-    )
-    values.update(overrides)
-    return TrainingConfig(**values)
 
 
 def head_weights(output_dir: Path, folder: str = "best") -> dict[str, torch.Tensor]:

@@ -1,8 +1,8 @@
 """How long a run trains and how often it looks at dev: a budget in optimiser steps, not in epochs.
 
 How many updates a task needs depends on the task, not on how many passes over its rows: four
-epochs of 1,200 rows at batch 32 are 152 updates, which stop fine-tuning short, while four epochs
-of 50,000 rows are plenty. So by default a run takes :data:`DEFAULT_EPOCHS` epochs but never fewer
+epochs of 1,200 rows at batch 32 are only 152 updates, four epochs of 50,000 rows are 6,250. So by
+default a run takes :data:`DEFAULT_EPOCHS` epochs but never fewer
 than ``min_steps`` updates, as work on fine-tuning BERT-sized models on small datasets recommends
 (Mosbach et al. 2021, "On the Stability of Fine-tuning BERT"; Zhang et al. 2021, "Revisiting
 Few-sample BERT Fine-tuning"), and early stopping on dev ends it once dev stops improving. An explicit
