@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_data_and_model_flags(parser)
+    add_training_flags(parser)
+    return parser.parse_args(argv)
+
+
+def add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "--task",
@@ -109,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS.frozen_solver,
         help="linear heads on a frozen encoder: solved exactly (convex) or trained by SGD",
     )
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument(
         "--epochs",
@@ -166,7 +175,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device)
     run.add_argument("--log-every", type=int, default=DEFAULTS.log_every)
-    return parser.parse_args(argv)
 
 
 def flags_that_change_a_resumed_run(args: argparse.Namespace) -> list[str]:

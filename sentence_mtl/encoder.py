@@ -184,7 +184,7 @@ class SentenceEncoder(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise and pad a small list of texts into a batch for :meth:`forward`."""
-        return self.tokenizer.pad(self.tokenizer.token_ids(validate_sentences(texts)).ids)
+        return self.collator(torch.device("cpu"))(validate_sentences(texts))
 
     def collator(self, device: str | torch.device | None = None) -> Collator:
         """The texts → inputs seam for training loops: tokenise a split once, pad each batch on ``device``."""

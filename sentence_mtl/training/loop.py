@@ -27,6 +27,7 @@ from sentence_mtl.errors import (
 )
 from sentence_mtl.multitask import MultiTaskModel, build_model
 from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.tokenization import Collator
 from sentence_mtl.training import checkpoint, distributed, evaluation
 from sentence_mtl.training.budget import step_budget
 from sentence_mtl.training.checkpoint import TrainState
@@ -159,7 +160,7 @@ class Trainer:
             )
         return sorted(set(names))
 
-    def _tokenize(self, collator: Any, split: str) -> dict[str, TokenizedSplit]:
+    def _tokenize(self, collator: Collator, split: str) -> dict[str, TokenizedSplit]:
         return {
             name: tokenize_split(collator, getattr(task, split))
             for name, task in self.tasks.items()
