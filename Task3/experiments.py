@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
 from grid import GRID, select, tags_of
-from runner import Paths, RunOptions, pending_runs, result_path, run_and_save, run_in_parallel
+from runner import Paths, RunOptions, pending_runs, result_path, run_in_parallel
 from tables import load_results, render
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default=None)
     parser.add_argument("--model", default=None, help="model folder or hub name (default: packaged MiniLM)")
+    parser.add_argument("--data", type=Path, default=Paths.data, help="folder of the task folders")
     parser.add_argument("--amp", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     parser.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--list", action="store_true", help="show the grid and which runs exist")
@@ -63,7 +65,7 @@ def main() -> None:
         parser.error(f"argument --only: {error}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     transformers_logging.disable_progress_bar()
-    paths = Paths()
+    paths = Paths(data=args.data)
 
     if args.list:
         for experiment in GRID:
@@ -73,16 +75,13 @@ def main() -> None:
         return
     options = RunOptions(args.device, args.model, args.amp, args.workers, paths)
     runs = [] if args.tables else pending_runs(selected, args.seeds, paths.results)
-    if args.workers > 1:
-        run_in_parallel(runs, options, args.workers)
-    else:
-        for experiment, seed in runs:
-            print(f"run  {experiment.name} seed {seed} …", flush=True)
-            print(run_and_save(experiment, seed, options), flush=True)
+    failures = run_in_parallel(runs, options, args.workers) if runs else []
     table = render(load_results(paths.results), GRID)
     paths.results.mkdir(parents=True, exist_ok=True)
     (paths.results / "tables.md").write_text(table, encoding="utf-8")
     print(table)
+    if failures:
+        raise SystemExit("failed runs:\n" + "\n".join(failures))
 
 
 if __name__ == "__main__":

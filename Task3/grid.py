@@ -11,8 +11,10 @@ slip into a selection because its name happens to contain a word:
     single     single-task fine-tuning (single_topic, single_sentiment and the twins)
     zero_shot  scenario 1: nothing trained
     frozen     scenario 2: frozen encoder, heads on cached embeddings
-    top        top-K unfreezing
-    forget     scenario 3: one head frozen while training continues
+    ladder     how much of the encoder trains: K = 0, 2, 4 or all 6 layers, one recipe, with and
+               without class weights
+    forget     scenario 3: one head frozen while training continues, against its controls
+    transfer   a new domain with few labels: TweetEval sentiment with 32 to 1,599 training rows
     amp        mixed precision, which needs bf16 hardware
 """
 
@@ -24,6 +26,8 @@ from typing import Any
 
 TOPIC = "topic=trec"  # TREC-6, as NAME=DIR with DIR inside the data folder
 SENTIMENT = "sentiment=sst"  # SST-3
+TWEETS = "sentiment=tweeteval_sentiment"  # the transfer target: SST-3's three labels, on tweets
+SST_AUXILIARY = "sst=sst"  # SST-3 as the auxiliary task next to TWEETS (a second name for it)
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,9 @@ class Experiment:
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = (TOPIC, SENTIMENT)
-    start_from: Experiment | None = None  # an experiment whose seed-0 best checkpoint this one continues
+    start_from: Experiment | None = None  # an experiment whose best checkpoint (same seed) this one continues
     tags: tuple[str, ...] = ()
+    train_rows: dict[str, int] = field(default_factory=dict)  # task -> stratified training rows per seed
     twinned: bool = False  # the grid also trains each task alone with these settings
 
 
@@ -79,22 +84,100 @@ LABEL_DESCRIPTIONS = {
     },
 }
 
-# Scenario 3 (one head frozen): continue the plain multi-task model (seed 0's best checkpoint) with
-# the topic head frozen for 200 steps (3/4 of an SST epoch), and watch the topic accuracy on dev as
-# the shared encoder drifts: at the plain encoder LR (5e-5) and at 4× that (2e-4), where the question
-# is whether interleaving topic batches (which update the encoder, not the frozen head) protects it.
-# Each run's seed changes the batch order and dropout, not the starting model.
+# Scenario 3 (one head frozen): continue each seed's plain multi-task model (ladder_kall, below) for
+# 200 steps (3/4 of an SST epoch) and follow the topic accuracy on dev as the shared encoder moves.
+# Three arms isolate the freeze: topic batches interleaved with the topic head frozen, the same with
+# it trainable, and sentiment batches only (where the topic head gets no gradient either way); each
+# at the plain encoder LR and at 4x it.
 FORGET = {
-    "freeze": "head:topic",
     "max_steps": 200,
     "eval_every": 25,
-    "encoder_lr": 5e-5,
     "head_lr": 1e-3,
     "class_weights": "none",
+    "patience": None,
+}
+FORGET_ARMS = {
+    "frozen_head": ("topic head frozen, topic and sentiment batches", {"freeze": "head:topic"}),
+    "trainable_head": ("nothing frozen, topic and sentiment batches", {"freeze": "none"}),
+    "sentiment_only": (
+        "topic head frozen, sentiment batches only",
+        {"freeze": "head:topic", "train_tasks": ["sentiment"]},
+    ),
 }
 
+# How much of the encoder trains (K top layers; 0 = frozen, the heads then solved exactly), all on
+# the plain recipe, so K is the only difference; once without and once with balanced class weights.
+LADDER = {"0": "encoder", "2": "top:2", "4": "top:4", "all": "none"}
+
+# The transfer scenario: TweetEval sentiment (a new domain, the same three labels as SST-3) with N
+# training rows, stratified per seed; dev and test whole. Every arm uses the Task 4 defaults.
+TRANSFER_ROWS = (32, 128, 512, None)  # None: all 1,599
+TRANSFER_SOURCE = Experiment(
+    "transfer_sst_source",
+    "single-task SST-3 with the Task 4 defaults: the start of sequential transfer",
+    {},
+    (SENTIMENT,),
+    tags=("transfer",),
+)
+
+
+def ladder(k: str, balanced: bool) -> Experiment:
+    suffix = "_balanced" if balanced else ""
+    weights = "balanced class weights" if balanced else "no class weights"
+    return Experiment(
+        f"ladder_k{k}{suffix}",
+        f"top {k} encoder layers trained, the plain recipe, {weights}",
+        {**FINETUNE, "freeze": LADDER[k], "class_weights": "balanced" if balanced else "none"},
+        tags=("ladder",),
+    )
+
+
 # Scenario 3 starts from this model, so it is named before the grid that lists it.
-PLAIN = Experiment("mtl_plain", "multi-task fine-tuning, the plain loop", FINETUNE, tags=("mtl",))
+LADDER_ALL = ladder("all", balanced=False)
+
+
+def forget(arm: str, encoder_lr: str) -> Experiment:
+    """Scenario 3: one arm, continuing the same seed of the plain multi-task model."""
+    description, overrides = FORGET_ARMS[arm]
+    return Experiment(
+        f"forget_{arm}_lr{encoder_lr}",
+        f"{description}, encoder LR {encoder_lr}",
+        {**FORGET, "encoder_lr": float(encoder_lr), **overrides},
+        start_from=LADDER_ALL,
+        tags=("forget",),
+    )
+
+
+def transfer(arm: str, rows: int | None) -> Experiment:
+    """One point of the learning curve: an arm trained on ``rows`` TweetEval rows (None: all)."""
+    arms: dict[str, tuple[str, dict[str, Any], tuple[str, ...], Experiment | None]] = {
+        "frozen": ("frozen encoder, linear head solved exactly", {"freeze": "encoder"}, (TWEETS,), None),
+        "finetune": ("fine-tuned from all-MiniLM-L6-v2", {}, (TWEETS,), None),
+        "sequential": ("fine-tuned from our SST-3 model", {}, (TWEETS,), TRANSFER_SOURCE),
+        "sequential_top3": (
+            "fine-tuned from our SST-3 model, bottom 3 layers and embeddings frozen",
+            {"freeze": "top:3"},
+            (TWEETS,),
+            TRANSFER_SOURCE,
+        ),
+        "multitask": (
+            "multi-task with SST-3 as the auxiliary task (round-robin batches, checkpoint by tweets dev)",
+            {"sampling": "round_robin", "select_on": ["sentiment"]},
+            (TWEETS, SST_AUXILIARY),
+            None,
+        ),
+    }
+    description, overrides, tasks, start = arms[arm]
+    size = "all" if rows is None else str(rows)
+    return Experiment(
+        f"transfer_{arm}_n{size}",
+        f"TweetEval, {size} training rows: {description}",
+        overrides,
+        tasks,
+        start_from=start,
+        tags=("transfer",),
+        train_rows={} if rows is None else {"sentiment": rows},
+    )
 
 
 def single_task_twins(experiment: Experiment) -> list[Experiment]:
@@ -120,11 +203,6 @@ def with_single_task_twins(*experiments: Experiment) -> tuple[Experiment, ...]:
 def mtl(name: str, description: str, overrides: dict[str, Any], twinned: bool = False) -> Experiment:
     """A multi-task candidate: the plain loop with ``overrides`` on top."""
     return Experiment(name, description, {**FINETUNE, **overrides}, tags=("mtl",), twinned=twinned)
-
-
-def forget(name: str, description: str, overrides: dict[str, Any]) -> Experiment:
-    """Scenario 3: the plain model continued with the topic head frozen."""
-    return Experiment(name, description, {**FORGET, **overrides}, start_from=PLAIN, tags=("forget",))
 
 
 # The twinned candidates are the dev candidates of Task 4 that change what a single-task run would do
@@ -155,7 +233,7 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
         {**FROZEN, "head": "mlp"},
         tags=("frozen",),
     ),
-    PLAIN,
+    Experiment("mtl_plain", "multi-task fine-tuning, the plain loop", FINETUNE, tags=("mtl",)),
     Experiment("single_topic", "single-task fine-tuning on TREC", FINETUNE, (TOPIC,), tags=("single",)),
     Experiment(
         "single_sentiment", "single-task fine-tuning on SST", FINETUNE, (SENTIMENT,), tags=("single",)
@@ -207,23 +285,21 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
         # tagged amp, not mtl: `--only mtl` on a CPU must not start a run that needs bf16 hardware
         tags=("amp",),
     ),
-    Experiment("top2", "top-2 layers unfrozen", {**FINETUNE, "freeze": "top:2"}, tags=("top",)),
-    Experiment("top4", "top-4 layers unfrozen", {**FINETUNE, "freeze": "top:4"}, tags=("top",)),
-    forget(
-        "forget_sentiment_only",
-        "topic head frozen, sentiment batches only, encoder LR 5e-5",
-        {"train_tasks": ["sentiment"]},
+    Experiment(
+        "transfer_zero_shot",
+        "TweetEval, no training rows: nearest label name by cosine",
+        {"zero_shot": "names"},
+        (TWEETS,),
+        tags=("transfer", "zero_shot"),
     ),
-    forget(
-        "forget_high_lr",
-        "topic head frozen, sentiment batches only, encoder LR 2e-4",
-        {"train_tasks": ["sentiment"], "encoder_lr": 2e-4},
+    TRANSFER_SOURCE,
+    *(
+        transfer(arm, rows)
+        for rows in TRANSFER_ROWS
+        for arm in ("frozen", "finetune", "sequential", "sequential_top3", "multitask")
     ),
-    forget(
-        "forget_high_lr_interleaved",
-        "topic head frozen, encoder LR 2e-4, topic batches interleaved (proportional)",
-        {"encoder_lr": 2e-4},
-    ),
+    *(ladder(k, balanced) for balanced in (False, True) for k in LADDER),
+    *(forget(arm, lr) for lr in ("5e-5", "2e-4") for arm in FORGET_ARMS),
 )
 TWINNED = tuple(experiment.name for experiment in GRID if experiment.twinned)
 

@@ -1,9 +1,10 @@
 """Running the grid: one run (training or zero-shot), its record, and many runs in a process pool.
 
 Each run writes one small JSON, ``<results>/<experiment>/seed<N>.json``, with its dev and test
-metrics, wall time and hardware. A run whose JSON exists is skipped, so the grid can be filled in
-over time and on several machines. The paths a record holds are relative to the repository root,
-so a record reads the same whichever machine wrote it.
+metrics, wall time, peak memory, hardware and, where the encoder trained, its STS-B dev Spearman
+afterwards. A run whose JSON exists is skipped, so the grid can be filled in over time and on
+several machines. The paths a record holds are relative to the repository root, so a record reads
+the same whichever machine wrote it. Every run gets a fresh process, so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -15,21 +16,24 @@ import os
 import shutil
 import socket
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import logging as transformers_logging
 
-from sentence_mtl import SentenceEncoder
+from sentence_mtl import MultiTaskModel, SentenceEncoder
 from sentence_mtl.data import load_tasks
+from sentence_mtl.devices import resolve_device
 from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import classification_metrics, majority_baseline
 from sentence_mtl.training import TrainingConfig, hardware_description, train
 from sentence_mtl.zero_shot import ZeroShotClassifier
 
 from grid import LABEL_DESCRIPTIONS, Experiment
+from measures import peak_memory, reset_peak_memory, sts_dev_spearman, subset_folder
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -80,6 +84,17 @@ def task_arguments(tasks: tuple[str, ...], data: Path) -> list[str]:
     return arguments
 
 
+def run_task_arguments(experiment: Experiment, seed: int, paths: Paths) -> list[str]:
+    """The experiment's ``NAME=DIR`` arguments, with this seed's training subset where it has one."""
+    arguments = []
+    for argument in task_arguments(experiment.tasks, paths.data):
+        name, _, folder = argument.partition("=")
+        if name in experiment.train_rows:
+            folder = str(subset_folder(name, Path(folder), experiment.train_rows[name], seed, paths.scratch))
+        arguments.append(f"{name}={folder}")
+    return arguments
+
+
 def repository_relative(value: str, root: Path) -> str:
     """An absolute path as seen from the repository root; anything else (a hub name) unchanged."""
     return os.path.relpath(value, root) if os.path.isabs(value) else value
@@ -99,18 +114,23 @@ def portable_config(config: dict[str, Any], root: Path) -> dict[str, Any]:
     return config
 
 
-def start_checkpoint(experiment: Experiment, options: RunOptions) -> Path:
-    """The best/ folder a continuing experiment starts from, trained first if this machine lacks it."""
+def checkpoint_folder(experiment: Experiment, seed: int, paths: Paths) -> Path:
+    return paths.scratch / experiment.name / f"seed{seed}" / "best"
+
+
+def start_checkpoint(experiment: Experiment, seed: int, options: RunOptions) -> Path:
+    """The best/ folder of the same seed of the experiment this one continues, trained first if missing."""
     base = experiment.start_from
     assert base is not None
-    folder = options.paths.scratch / base.name / "seed0" / "best"
+    folder = checkpoint_folder(base, seed, options.paths)
     if not folder.is_dir():
         logging.warning(
-            "%s starts from %s seed 0, whose checkpoint is not here: training it", experiment.name, base.name
+            "%s starts from %s seed %d, whose checkpoint is not here: training it",
+            experiment.name,
+            base.name,
+            seed,
         )
-        record = run(base, 0, options)
-        if not result_path(options.paths.results, base, 0).is_file():
-            save_record(options.paths.results, base, 0, record)
+        save_record(options.paths.results, base, seed, run(base, seed, options))
     return folder
 
 
@@ -130,7 +150,7 @@ def run_zero_shot(experiment: Experiment, seed: int, options: RunOptions) -> dic
     """Scenario 1: the encoder, frozen, classifies by nearest label name or description."""
     started = time.perf_counter()
     encoder = SentenceEncoder.from_pretrained(options.model, device=options.device)
-    tasks = load_tasks(task_arguments(experiment.tasks, options.paths.data))
+    tasks = load_tasks(run_task_arguments(experiment, seed, options.paths))
     record: dict[str, Any] = {"dev": {}, "test": {}, "baseline": {"dev": {}, "test": {}}}
     for task in tasks:
         descriptions = (
@@ -154,6 +174,8 @@ def run_zero_shot(experiment: Experiment, seed: int, options: RunOptions) -> dic
         "train_seconds": 0.0,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "trainable_parameters": 0,
+        "stsb_dev_spearman": sts_dev_spearman(encoder, options.paths.data),
+        "peak_memory": peak_memory(encoder.device),
         "hardware": hardware_description(encoder.device),
         "host": socket.gethostname(),
         "concurrent_runs": options.concurrent_runs,
@@ -169,18 +191,25 @@ def run(experiment: Experiment, seed: int, options: RunOptions) -> dict[str, Any
     overrides = {"model": options.model, "amp": options.amp, **experiment.overrides}
     output_dir = options.paths.scratch / experiment.name / f"seed{seed}"
     if experiment.start_from is not None:
-        overrides["init_from"] = str(start_checkpoint(experiment, options))
+        overrides["init_from"] = str(start_checkpoint(experiment, seed, options))
     config = TrainingConfig(
         output_dir=str(output_dir),
-        tasks=task_arguments(experiment.tasks, options.paths.data),
+        tasks=run_task_arguments(experiment, seed, options.paths),
         seed=seed,
         device=options.device,
         **overrides,
     )
+    device = resolve_device(options.device)
+    reset_peak_memory(device)
     started = time.perf_counter()
     metrics = train(config, overwrite=True, show_progress=False)
     wall = time.perf_counter() - started
+    memory = peak_memory(device)
     shutil.rmtree(output_dir / "last", ignore_errors=True)
+    spearman = None
+    if config.freeze != "encoder":  # a frozen encoder keeps the pre-trained embedding by construction
+        trained = MultiTaskModel.load(output_dir / "best", device=device)
+        spearman = sts_dev_spearman(trained.encoder, options.paths.data)
     summary = {split: per_task_summary(metrics[split]) for split in ("dev", "test") if split in metrics}
     return {
         "experiment": experiment.name,
@@ -193,6 +222,8 @@ def run(experiment: Experiment, seed: int, options: RunOptions) -> dict[str, Any
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": round(wall, 1),
         "trainable_parameters": metrics["parameters"]["total"]["trainable"],
+        "stsb_dev_spearman": spearman,
+        "peak_memory": memory,
         "hardware": metrics["hardware"],
         "host": socket.gethostname(),
         "concurrent_runs": options.concurrent_runs,
@@ -208,9 +239,13 @@ def save_record(results: Path, experiment: Experiment, seed: int, record: dict[s
 
 
 def run_and_save(experiment: Experiment, seed: int, options: RunOptions) -> str:
-    """One run, start to saved record; returns its one-line test summary."""
+    """One run, start to saved record; returns its one-line test summary.
+
+    An existing record is kept (a run retrained only for its checkpoint does not replace it).
+    """
     record = run(experiment, seed, options)
-    save_record(options.paths.results, experiment, seed, record)
+    if not result_path(options.paths.results, experiment, seed).is_file():
+        save_record(options.paths.results, experiment, seed, record)
     test = ", ".join(
         f"{task} acc {100 * r['accuracy']:.1f} F1 {100 * r['macro_f1']:.1f}"
         for task, r in record.get("test", {}).items()
@@ -218,22 +253,63 @@ def run_and_save(experiment: Experiment, seed: int, options: RunOptions) -> str:
     return f"done {experiment.name} seed {seed}: {test} ({record['wall_seconds']:.0f} s)"
 
 
-def share_threads(workers: int) -> None:
-    """Each of ``workers`` processes gets its share of the cores, so they do not fight over them."""
+def prepare_worker(workers: int) -> None:
+    """Each of ``workers`` processes gets its share of the cores, and no progress bars of its own."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    transformers_logging.disable_progress_bar()
 
 
-def run_in_parallel(runs: list[tuple[Experiment, int]], options: RunOptions, workers: int) -> None:
-    """Runs in ``workers`` fresh processes (spawned, so each has its own CUDA context).
+Run = tuple[Experiment, int]
 
-    Continuing experiments' starting checkpoints are trained here first, once, so that no two
-    workers train the same one.
+
+def with_starting_runs(runs: list[Run], paths: Paths) -> list[Run]:
+    """The runs, after the runs that train the starting checkpoints they need and this machine lacks."""
+    keys = {(experiment.name, seed) for experiment, seed in runs}
+    starts: list[Run] = []
+    for experiment, seed in runs:
+        base = experiment.start_from
+        if base is None or checkpoint_folder(base, seed, paths).is_dir() or (base.name, seed) in keys:
+            continue
+        keys.add((base.name, seed))
+        starts.append((base, seed))
+    return [*starts, *runs]
+
+
+def run_in_parallel(runs: list[Run], options: RunOptions, workers: int) -> list[str]:
+    """The runs in ``workers`` processes, a fresh spawned one per run (its own CUDA context and memory).
+
+    A run that continues another experiment's seed waits until that run has finished; the starting
+    runs this machine lacks are added first. A failed run is reported and the others go on, except
+    those that would start from it. Returns the failures.
     """
-    continuing = {e.name: e for e, _ in runs if e.start_from is not None}
-    for experiment in continuing.values():
-        start_checkpoint(experiment, options)
+    pending = with_starting_runs(runs, options.paths)
+    starts = {(e.start_from.name, seed) for e, seed in pending if e.start_from is not None}
+    pending.sort(key=lambda run: (run[0].name, run[1]) not in starts)  # what others wait for goes first
+    unfinished = {(experiment.name, seed) for experiment, seed in pending}
+    failures: list[str] = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer=share_threads, initargs=(workers,)) as pool:
-        futures = [pool.submit(run_and_save, e, seed, options) for e, seed in runs]
-        for future in as_completed(futures):
-            print(future.result(), flush=True)
+    with ProcessPoolExecutor(
+        workers, context, initializer=prepare_worker, initargs=(workers,), max_tasks_per_child=1
+    ) as pool:
+        running: dict[Future[str], Run] = {}
+        while pending or running:
+            for item in list(pending):
+                experiment, seed = item
+                base = experiment.start_from
+                if base is not None and (base.name, seed) in unfinished:
+                    continue
+                pending.remove(item)
+                running[pool.submit(run_and_save, experiment, seed, options)] = item
+            if not running:  # what is left waits on runs that failed
+                failures += [f"{e.name} seed {seed}: its starting run failed" for e, seed in pending]
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                experiment, seed = running.pop(future)
+                try:
+                    print(future.result(), flush=True)
+                    unfinished.discard((experiment.name, seed))
+                except Exception as error:  # one failed run must not end the others
+                    failures.append(f"{experiment.name} seed {seed}: {type(error).__name__}: {error}")
+                    print(f"failed {failures[-1]}", flush=True)
+    return failures

@@ -62,7 +62,7 @@ def split_table(results: Results, grid: Sequence[Experiment], split: str) -> lis
     ]
     for experiment in grid:
         records = results.get(experiment.name, [])
-        if not records or experiment.start_from is not None:
+        if not records or experiment.start_from is not None or "transfer" in experiment.tags:
             continue
 
         def values(task: str, metric: str, records=records) -> list[float]:
@@ -122,7 +122,7 @@ def forgetting_table(results: Results, grid: Sequence[Experiment]) -> list[str]:
     rows = []
     for experiment in grid:
         records = results.get(experiment.name, [])
-        if experiment.start_from is None or not records:
+        if "forget" not in experiment.tags or not records:
             continue
         summaries = [forgetting(record) for record in records]
 

@@ -87,6 +87,14 @@ def add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="tasks that get training batches; the other --task sets are only evaluated (default: all)",
     )
+    data.add_argument(
+        "--select-on",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="tasks whose dev scores pick the best checkpoint and stop early, e.g. the target task "
+        "when the others are auxiliary (default: all)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULTS.model, help="default: packaged all-MiniLM-L6-v2")
     model.add_argument(

@@ -6,9 +6,17 @@ from sentence_mtl.training.budget import DEFAULT_EPOCHS, step_budget
 
 
 def test_small_data_gets_at_least_the_floor_of_updates() -> None:
-    budget = step_budget(38, min_steps=1000, warmup_ratio=0.1)  # 1,200 rows at batch 32
+    budget = step_budget(50, min_steps=1000, warmup_ratio=0.1)  # 1,600 rows at batch 32
     assert budget.total_steps == 1000 and budget.warmup_steps == 100
-    assert budget.eval_every == 38  # once an epoch
+    assert budget.eval_every == 50  # once an epoch
+
+
+def test_tiny_data_is_evaluated_at_most_twenty_times() -> None:
+    # 32 rows: an epoch is one step, so once an epoch would be a thousand evaluations, and a patience
+    # of 5 evaluations would stop the run inside its warm-up.
+    for batches in (1, 38):
+        budget = step_budget(batches, min_steps=1000, warmup_ratio=0.1)
+        assert budget.total_steps == 1000 and budget.eval_every == 50
 
 
 def test_large_data_keeps_the_default_epochs() -> None:

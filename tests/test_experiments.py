@@ -17,7 +17,7 @@ import pytest
 from sentence_mtl.errors import ModelLoadError
 
 ROOT = Path(__file__).resolve().parents[1]
-TASK3_MODULES = ("grid", "runner", "tables")
+TASK3_MODULES = ("grid", "measures", "runner", "tables")
 
 
 @pytest.fixture
@@ -123,8 +123,9 @@ def test_forgetting_is_measured_from_the_starting_model(
         {**tiny, "freeze": "head:topic", "train_tasks": ["sentiment"], "max_steps": 6, "eval_every": 2},
         tasks,
         start_from=base,
+        tags=("forget",),
     )
-    paths = task3.runner.Paths(results=results, scratch=tmp_path / "scratch")
+    paths = task3.runner.Paths(data=tmp_path, results=results, scratch=tmp_path / "scratch")
 
     # trains the missing starting checkpoint first
     record = task3.runner.run(forget, 0, task3.runner.RunOptions(device="cpu", paths=paths))
@@ -144,6 +145,113 @@ def test_forgetting_is_measured_from_the_starting_model(
     forget_rows = [line for line in table.splitlines() if line.startswith("| forget |")]
     assert len(forget_rows) == 1 and "| 1 |" in forget_rows[0]
     assert not any(line.startswith("| forget |") for line in table.split("Scenario 3")[0].splitlines())
+
+
+def write_sts_dev(data: Path) -> None:
+    pairs = [
+        ("the team won the final", "the team won the cup", 4.5),
+        ("the bank raised rates", "rates went up at the bank", 4.0),
+        ("i hated every minute", "a wonderful delightful day", 0.5),
+        ("stocks fell sharply today", "the striker scored a goal", 0.0),
+        ("a great tennis serve", "a fine serve at tennis", 4.2),
+    ]
+    (data / "stsb").mkdir(parents=True)
+    rows = ["sentence1\tsentence2\tscore"] + [f"{a}\t{b}\t{score}" for a, b, score in pairs]
+    (data / "stsb" / "dev.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def two_task_folders(tmp_path: Path) -> tuple[str, str]:
+    words = {
+        "sport": ["goal", "match", "serve", "team", "final", "coach"],
+        "money": ["bank", "stock", "rate", "profit", "loan", "price"],
+    }
+    topic = write_task_folder(
+        tmp_path / "topic",
+        {label: [f"a {w} and {v}" for w in ws for v in ws[:3]] for label, ws in words.items()},
+    )
+    moods = {"bad": ["awful", "boring", "dull"], "good": ["lovely", "great", "fine"]}
+    sentiment = write_task_folder(
+        tmp_path / "sentiment",
+        {label: [f"it was {w} {v}" for w in ws for v in ws] for label, ws in moods.items()},
+    )
+    return topic, sentiment
+
+
+def test_continuing_runs_wait_for_the_same_seed_of_their_start_and_record_memory_and_drift(
+    task3: SimpleNamespace, tiny_bert_dir: Path, tmp_path: Path, results: Path
+) -> None:
+    topic, sentiment = two_task_folders(tmp_path)
+    write_sts_dev(tmp_path / "data")
+    tiny = {"model": str(tiny_bert_dir), "batch_size": 4, "warmup_ratio": 0.0, "encoder_lr": 1e-3}
+    tasks = (f"topic={topic}", f"sentiment={sentiment}")
+    Experiment = task3.grid.Experiment
+    base = Experiment("base", "both tasks", {**tiny, "max_steps": 4, "eval_every": 2}, tasks)
+    frozen = Experiment("frozen", "heads solved", {**tiny, "freeze": "encoder"}, tasks)
+    later = Experiment(
+        "later", "continues base", {**tiny, "max_steps": 2, "eval_every": 2}, tasks, start_from=base
+    )
+    paths = task3.runner.Paths(data=tmp_path / "data", results=results, scratch=tmp_path / "scratch")
+    options = task3.runner.RunOptions(device="cpu", paths=paths, concurrent_runs=2)
+
+    # the start is not asked for: it is added, and trained before what continues it
+    assert task3.runner.with_starting_runs([(later, 1), (frozen, 1)], paths) == [
+        (base, 1),
+        (later, 1),
+        (frozen, 1),
+    ]
+    assert task3.runner.run_in_parallel([(later, 1), (frozen, 1)], options, workers=2) == []
+
+    records = {
+        name: json.loads((results / name / "seed1.json").read_text()) for name in ("base", "later", "frozen")
+    }
+    assert (ROOT / records["later"]["config"]["init_from"]).resolve() == (
+        paths.scratch / "base" / "seed1" / "best"
+    ).resolve()
+    assert records["later"]["history"][0]["topic/accuracy"] == records["base"]["dev"]["topic"]["accuracy"]
+    for record in records.values():
+        assert record["peak_memory"]["rss_mib"] > 50  # the process's own peak: torch alone is more
+    assert isinstance(records["base"]["stsb_dev_spearman"], float)
+    assert records["frozen"]["stsb_dev_spearman"] is None  # a frozen encoder did not move
+
+
+def test_a_failed_run_is_reported_and_its_continuations_are_not_started(
+    task3: SimpleNamespace, tiny_bert_dir: Path, tmp_path: Path, results: Path
+) -> None:
+    Experiment = task3.grid.Experiment
+    broken = Experiment(
+        "broken", "no such folder", {"model": str(tiny_bert_dir)}, (f"topic={tmp_path / 'none'}",)
+    )
+    later = Experiment(
+        "later", "continues broken", {"model": str(tiny_bert_dir)}, broken.tasks, start_from=broken
+    )
+    paths = task3.runner.Paths(data=tmp_path, results=results, scratch=tmp_path / "scratch")
+    failures = task3.runner.run_in_parallel(
+        [(later, 0)], task3.runner.RunOptions(device="cpu", paths=paths), 1
+    )
+    assert len(failures) == 2 and failures[0].startswith("broken seed 0: DataError")
+    assert failures[1] == "later seed 0: its starting run failed"
+    assert not results.exists()
+
+
+def test_a_training_subset_is_stratified_drawn_per_seed_and_keeps_dev_and_test(
+    task3: SimpleNamespace, tmp_path: Path
+) -> None:
+    topic, _ = two_task_folders(tmp_path)
+    scratch = tmp_path / "scratch"
+    from sentence_mtl.data import load_task_folder
+
+    full = load_task_folder("topic", topic)
+    first = task3.measures.subset_folder("topic", Path(topic), 6, 0, scratch)
+    again = task3.measures.subset_folder("topic", Path(topic), 6, 0, scratch)
+    other = task3.measures.subset_folder("topic", Path(topic), 6, 1, scratch)
+    assert first == again
+    small = load_task_folder("topic", first)
+    assert len(small.train) == 6 and sorted(small.train.labels) == [0, 0, 0, 1, 1, 1]
+    assert set(small.train.texts) <= set(full.train.texts)
+    assert small.dev.texts == full.dev.texts and small.test.texts == full.test.texts
+    assert load_task_folder("topic", other).train.texts != small.train.texts
+    with pytest.raises(ValueError, match="needs 0 < rows"):
+        task3.measures.subset_folder("topic", Path(topic), len(full.train), 2, scratch)
 
 
 def test_forgetting_needs_a_history_that_starts_at_step_zero(task3: SimpleNamespace) -> None:
@@ -177,23 +285,24 @@ def test_single_task_twins_keep_the_settings_and_train_one_task_each(task3: Simp
 
 def test_the_plain_grid_rows_pin_unweighted_cross_entropy(task3: SimpleNamespace) -> None:
     """The package default moved to balanced class weights; the grid's plain rows must not move."""
-    for name in ("mtl_plain", "single_topic", "frozen_linear", "forget_high_lr", "top2"):
+    for name in ("mtl_plain", "single_topic", "frozen_linear", "forget_frozen_head_lr2e-4", "ladder_k2"):
         assert task3.grid.experiment_named(name).overrides["class_weights"] == "none"
-    assert task3.grid.experiment_named("mtl_balanced").overrides["class_weights"] == "balanced"
+    for name in ("mtl_balanced", "ladder_k2_balanced"):
+        assert task3.grid.experiment_named(name).overrides["class_weights"] == "balanced"
 
 
 def test_tables_say_where_each_experiment_ran(task3: SimpleNamespace, results: Path) -> None:
     write(task3, results, "mtl_plain", 0, fake_record("mtl_plain", 0, 0.90))
     for seed in (0, 1):
-        record = fake_record("top2", seed, 0.9) | {
+        record = fake_record("ladder_k2", seed, 0.9) | {
             "hardware": "NVIDIA H200, torch 2.11.0+cu130",
             "concurrent_runs": 6,
         }
-        write(task3, results, "top2", seed, record)
+        write(task3, results, "ladder_k2", seed, record)
     test = render(task3, results).split("Dev (")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in test.splitlines() if line.startswith("| ")}
     assert rows["mtl_plain"].endswith("| CPU |")
-    assert rows["top2"].endswith("| NVIDIA H200 ×6 |")
+    assert rows["ladder_k2"].endswith("| NVIDIA H200 ×6 |")
 
 
 def test_run_options_fill_in_what_the_experiment_leaves_open(
@@ -275,20 +384,28 @@ def test_only_selects_by_exact_name_or_by_tag(task3: SimpleNamespace) -> None:
     mtl = names(task3, "mtl")
     assert "mtl_plain" in mtl and "mtl_balanced.single_topic" in mtl and "mtl_round_robin" in mtl
     assert "amp_bf16" not in mtl  # needs bf16 hardware: never started by `--only mtl` on a CPU
-    assert "single_topic" not in mtl and "top2" not in mtl
+    assert "single_topic" not in mtl and "ladder_k2" not in mtl
     assert names(task3, "mtl_lr1e-4") == ["mtl_lr1e-4"]  # a prefix of other names selects only itself
     assert names(task3, "frozen") == ["frozen_linear", "frozen_mlp"]
-    assert names(task3, "top", "frozen_linear", "mtl_plain") == ["frozen_linear", "mtl_plain", "top2", "top4"]
-    assert names(task3, "forget") == ["forget_sentiment_only", "forget_high_lr", "forget_high_lr_interleaved"]
+    assert names(task3, "ladder", "frozen_linear")[:3] == ["frozen_linear", "ladder_k0", "ladder_k2"]
+    assert len(names(task3, "ladder")) == 8
+    assert names(task3, "forget")[:3] == [
+        "forget_frozen_head_lr5e-5",
+        "forget_trainable_head_lr5e-5",
+        "forget_sentiment_only_lr5e-5",
+    ]
+    transfer = names(task3, "transfer")
+    assert transfer[:2] == ["transfer_zero_shot", "transfer_sst_source"] and len(transfer) == 2 + 5 * 4
     single = names(task3, "single")
     assert single[:2] == ["single_topic", "single_sentiment"] and len(single) == 2 + 2 * len(grid.TWINNED)
     assert names(task3, "zero_shot", "frozen_mlp") == [
         "zero_shot_names",
         "zero_shot_descriptions",
         "frozen_mlp",
+        "transfer_zero_shot",
     ]
     tags = set(grid.tags_of(grid.GRID))
-    assert tags == {"amp", "forget", "frozen", "mtl", "single", "top", "zero_shot"}
+    assert tags == {"amp", "forget", "frozen", "ladder", "mtl", "single", "transfer", "zero_shot"}
     assert not tags & {experiment.name for experiment in grid.GRID}  # a word is a name or a tag, not both
     with pytest.raises(ValueError, match=r"'mtl_plan': neither an experiment nor a tag \(tags: amp, forget"):
         grid.select(grid.GRID, ["mtl", "mtl_plan"])
@@ -323,5 +440,5 @@ def test_an_unknown_only_word_is_refused_by_the_script() -> None:
     completed = run_script("--only", "mtl", "mtl_plan")  # a typo must not run (or skip) anything
     assert completed.returncode == 2
     assert "'mtl_plan': neither an experiment nor a tag" in completed.stderr
-    assert "tags: amp, forget, frozen, mtl, single, top, zero_shot" in completed.stderr
+    assert "tags: amp, forget, frozen, ladder, mtl, single, transfer, zero_shot" in completed.stderr
     assert "Traceback" not in completed.stderr

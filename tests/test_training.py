@@ -267,6 +267,26 @@ def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(
     assert metrics["sampling_probabilities"] == {"mood": 1.0}
 
 
+def test_select_on_picks_the_checkpoint_by_the_named_task_only(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    # An auxiliary task trains the encoder, but only the target's dev score chooses the checkpoint.
+    metrics = train(
+        tiny_config(tiny_bert_dir, tmp_path / "run", select_on=["mood"]), toy.tasks(), show_progress=False
+    )
+    evaluations = [record for record in metrics["history"] if record["event"] == "eval"]
+    assert len(evaluations) == 3
+    for record in evaluations:
+        assert record["score"] == record["mood/macro_f1"]
+    assert any(record["topic/macro_f1"] != record["mood/macro_f1"] for record in evaluations)  # it can fail
+    best = max(evaluations, key=lambda record: record["mood/macro_f1"])  # the first best wins a tie
+    assert metrics["best_step"] == best["step"]
+    with pytest.raises(InvalidInputError, match=r"--select-on names \['weather'\]"):
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", select_on=["weather"]), toy.tasks())
+    with pytest.raises(InvalidInputError, match="--select-on is empty"):
+        Trainer(tiny_config(tiny_bert_dir, tmp_path / "b", select_on=[]), toy.tasks())
+
+
 def test_bad_train_tasks_and_init_from_are_named(toy: ToyData, tiny_bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"--train-tasks names \['weather'\]"):
         Trainer(tiny_config(tiny_bert_dir, tmp_path / "a", train_tasks=["weather"]), toy.tasks())

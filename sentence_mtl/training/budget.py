@@ -15,8 +15,11 @@ import math
 from dataclasses import dataclass
 
 DEFAULT_EPOCHS = 4.0
-# Dev is evaluated at least this often over a run, and at most once an epoch unless asked.
+# Dev is evaluated once an epoch, but at least MIN_EVALUATIONS and at most MAX_EVALUATIONS times a
+# run: with 32 rows an epoch is one step, and patience counted in evaluations would then end a run
+# a few steps into its warm-up. At most 20 evaluations, a patience of 5 spans a quarter of the run.
 MIN_EVALUATIONS = 4
+MAX_EVALUATIONS = 20
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,9 @@ def step_budget(
     """Optimiser steps for a run, the dev evaluation interval and the warm-up, all in steps.
 
     ``max_steps`` wins; else ``epochs`` as given; else :data:`DEFAULT_EPOCHS` raised to
-    ``min_steps``. Dev is evaluated once an epoch, or more often when the run has fewer than
-    :data:`MIN_EVALUATIONS` epochs, unless ``eval_every`` says otherwise.
+    ``min_steps``. Dev is evaluated once an epoch, more often when the run has fewer than
+    :data:`MIN_EVALUATIONS` epochs and less often when it has more than :data:`MAX_EVALUATIONS`,
+    unless ``eval_every`` says otherwise.
     """
     updates_per_epoch = max(1, batches_per_epoch // grad_accumulation)
     if max_steps is not None:
@@ -49,5 +53,7 @@ def step_budget(
         total = max(1, math.ceil(epochs * batches_per_epoch / grad_accumulation))
     else:
         total = max(math.ceil(DEFAULT_EPOCHS * batches_per_epoch / grad_accumulation), min_steps)
-    interval = eval_every or min(updates_per_epoch, math.ceil(total / MIN_EVALUATIONS))
+    interval = eval_every or min(
+        max(updates_per_epoch, math.ceil(total / MAX_EVALUATIONS)), math.ceil(total / MIN_EVALUATIONS)
+    )
     return StepBudget(total, max(1, interval), int(warmup_ratio * total))

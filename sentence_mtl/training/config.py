@@ -34,6 +34,7 @@ class TrainingConfig:
     dev_fraction: float = 0.1
     data_seed: int = 0  # carves missing dev splits; fixed, so every training seed sees the same dev set
     train_tasks: list[str] | None = None  # tasks that get training batches; the others are only evaluated
+    select_on: list[str] | None = None  # tasks whose dev scores pick the best checkpoint (default: all)
     model: str | None = None
     init_from: str | None = None  # a MultiTaskModel folder (e.g. a run's best/) to start from
     trust_remote_code: bool = False
@@ -115,8 +116,10 @@ class TrainingConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidInputError(message)
-        if self.train_tasks is not None and not self.train_tasks:
-            raise InvalidInputError("--train-tasks is empty; name at least one task, or leave it out for all")
+        for name in ("train_tasks", "select_on"):
+            if getattr(self, name) is not None and not getattr(self, name):
+                flag = "--" + name.replace("_", "-")
+                raise InvalidInputError(f"{flag} is empty; name at least one task, or leave it out for all")
 
     def _check_positive_integers(self) -> None:
         always = ("batch_size", "grad_accumulation", "log_every", "max_bad_steps", "min_steps")

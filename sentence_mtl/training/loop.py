@@ -78,7 +78,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.amp = resolve_amp(config.amp, self.device)
         self.model = self._prepare_model(model)
-        self.train_task_names = self._train_task_names()
+        self.train_task_names = self._task_names("train_tasks")
+        self.selection_task_names = self._task_names("select_on")
 
         # Tokenise every split once; a frozen encoder's embeddings are computed once too.
         collator = self.model.collator(self.device)
@@ -148,14 +149,15 @@ class Trainer:
         model.check_labels({name: task.labels for name, task in self.tasks.items()})
         return model
 
-    def _train_task_names(self) -> list[str]:
-        names = self.config.train_tasks
+    def _task_names(self, option: str) -> list[str]:
+        """The tasks a config option (``train_tasks`` or ``select_on``) names; all of them for None."""
+        names = getattr(self.config, option)
         if names is None:
             return sorted(self.tasks)
         unknown = sorted(set(names) - set(self.tasks))
         if unknown:
             raise InvalidInputError(
-                f"--train-tasks names {unknown}, which this run has no data for; "
+                f"--{option.replace('_', '-')} names {unknown}, which this run has no data for; "
                 f"its tasks: {sorted(self.tasks)}"
             )
         return sorted(set(names))
@@ -305,7 +307,8 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> bool:
         """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
         dev = self.evaluate("dev")
-        score = evaluation.selection_score(dev, self.state.step, self.config.objective)
+        selected = {task: dev[task] for task in self.selection_task_names if task in dev}
+        score = evaluation.selection_score(selected, self.state.step, self.config.objective)
         improved = score > self.state.best_score
         record = {
             "event": "eval",
