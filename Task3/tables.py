@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sentence_mtl.comparison import welch_interval
+
+from comparisons import candidates_table, ladder_table, transfer_tables, twins_table, versus
 from grid import Experiment
 
 Results = dict[str, list[dict[str, Any]]]  # experiment name -> one record per seed
@@ -46,9 +49,15 @@ def render(results: Results, grid: Sequence[Experiment]) -> str:
         "",
         *split_table(results, grid, "dev"),
     ]
-    forgetting_lines = forgetting_table(results, grid)
-    if forgetting_lines:
-        lines += ["", *forgetting_lines]
+    for section in (
+        twins_table(results),
+        candidates_table(results, grid),
+        ladder_table(results),
+        forgetting_table(results, grid),
+        transfer_tables(results),
+    ):
+        if section:
+            lines += ["", *section]
     hardware = sorted({r["hardware"] for records in results.values() for r in records})
     lines += ["", "Hardware: " + "; ".join(hardware)]
     return "\n".join(lines) + "\n"
@@ -57,8 +66,8 @@ def render(results: Results, grid: Sequence[Experiment]) -> str:
 def split_table(results: Results, grid: Sequence[Experiment], split: str) -> list[str]:
     lines = [
         "| experiment | seeds | TREC-6 acc | TREC-6 macro-F1 | SST-3 acc | SST-3 macro-F1 | SST-3 neutral F1 "
-        "| mean macro-F1 | trainable params | s / run | ran on |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean macro-F1 | trainable params | s / run, where |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for experiment in grid:
         records = results.get(experiment.name, [])
@@ -74,30 +83,34 @@ def split_table(results: Results, grid: Sequence[Experiment], split: str) -> lis
             if "neutral" in r[split].get("sentiment", {}).get("per_class_f1", {})
         ]
         mean_f1 = [statistics.fmean(t["macro_f1"] for t in r[split].values()) for r in records]
-        seconds = statistics.fmean(r["wall_seconds"] for r in records)
         lines.append(
             f"| {experiment.name} | {len(records)} | {mean_std(values('topic', 'accuracy'))} "
             f"| {mean_std(values('topic', 'macro_f1'))} | {mean_std(values('sentiment', 'accuracy'))} "
             f"| {mean_std(values('sentiment', 'macro_f1'))} | {mean_std(neutral)} | {mean_std(mean_f1)} "
-            f"| {records[0]['trainable_parameters']:,} | {seconds:.0f} | {ran_on(records)} |"
+            f"| {records[0]['trainable_parameters']:,} | {seconds_per_place(records)} |"
         )
     return lines
 
 
-def ran_on(records: list[dict[str, Any]]) -> str:
-    """Where an experiment's seeds ran, short: "CPU", "NVIDIA H200 ×6" (6 runs at a time)."""
-    places = set()
+def place(record: dict[str, Any]) -> str:
+    """Where a run ran, short: "CPU", "NVIDIA H200 ×6" (6 runs at a time)."""
+    device = record["hardware"].split(",")[0] if "CPU" not in record["hardware"] else "CPU"
+    concurrent = record.get("concurrent_runs", 1)
+    return f"{device} ×{concurrent}" if concurrent and concurrent > 1 else device
+
+
+def seconds_per_place(records: list[dict[str, Any]]) -> str:
+    """Mean wall seconds per run for each place the seeds ran, so CPU and GPU times never mix."""
+    by_place: dict[str, list[float]] = {}
     for record in records:
-        device = record["hardware"].split(",")[0] if "CPU" not in record["hardware"] else "CPU"
-        concurrent = record.get("concurrent_runs", 1)
-        places.add(f"{device} ×{concurrent}" if concurrent > 1 else device)
-    return " + ".join(sorted(places))
+        by_place.setdefault(place(record), []).append(record["wall_seconds"])
+    return " + ".join(f"{statistics.fmean(times):.0f} {where}" for where, times in sorted(by_place.items()))
 
 
 def forgetting(record: dict[str, Any]) -> dict[str, float]:
-    """Scenario 3 from one run's dev history: the frozen topic head's accuracy at the start and the end.
+    """Scenario 3 from one run's dev history: the topic task at the start and the end.
 
-    Step 0 is the starting model, so ``topic_drop`` is the accuracy the frozen head lost as the shared
+    Step 0 is the starting model, so ``topic_drop`` is the accuracy the topic task lost as the shared
     encoder moved on; ``sentiment_gain`` is what the continued training bought on the other task.
     """
     history = [entry for entry in record["history"] if entry.get("event") == "eval"]
@@ -111,36 +124,59 @@ def forgetting(record: dict[str, Any]) -> dict[str, float]:
         "topic_end": last["topic/accuracy"],
         "topic_lowest": min(entry["topic/accuracy"] for entry in history),
         "topic_drop": first["topic/accuracy"] - last["topic/accuracy"],
+        "topic_f1_drop": first["topic/macro_f1"] - last["topic/macro_f1"],
         "sentiment_start": first["sentiment/macro_f1"],
         "sentiment_end": last["sentiment/macro_f1"],
         "sentiment_gain": last["sentiment/macro_f1"] - first["sentiment/macro_f1"],
     }
 
 
+def interval_from_zero(values: list[float]) -> str:
+    """The mean of per-seed changes with its 95 % interval (Welch against a constant 0)."""
+    if len(values) < 2:
+        return "—"
+    difference = welch_interval(values, [0.0])
+    return f"{difference.describe(scale=100)}"
+
+
 def forgetting_table(results: Results, grid: Sequence[Experiment]) -> list[str]:
-    """Markdown lines for scenario 3 (dev, mean ± std over seeds); empty when none has run."""
-    rows = []
+    """Scenario 3 on dev: each arm's change over the continued training, then the arms against each other."""
+    rows, summaries = [], {}
     for experiment in grid:
         records = results.get(experiment.name, [])
         if "forget" not in experiment.tags or not records:
             continue
-        summaries = [forgetting(record) for record in records]
+        summaries[experiment.name] = [forgetting(record) | {"record": record} for record in records]
 
-        def column(key: str, summaries=summaries) -> str:
-            return mean_std([summary[key] for summary in summaries])
+        def column(key: str, name: str = experiment.name) -> list[float]:
+            return [summary[key] for summary in summaries[name]]
 
         rows.append(
-            f"| {experiment.name} | {len(records)} | {column('topic_start')} | {column('topic_end')} "
-            f"| {column('topic_drop')} | {column('sentiment_start')} | {column('sentiment_end')} "
-            f"| {column('sentiment_gain')} |"
+            f"| {experiment.name} | {len(records)} | {mean_std(column('topic_start'))} "
+            f"| {mean_std(column('topic_end'))} | {interval_from_zero(column('topic_drop'))} "
+            f"| {interval_from_zero(column('topic_f1_drop'))} | {mean_std(column('sentiment_start'))} "
+            f"| {interval_from_zero(column('sentiment_gain'))} |"
         )
     if not rows:
         return []
+    contrasts = []
+    for learning_rate in ("5e-5", "2e-4"):
+        for a, b in (("frozen_head", "trainable_head"), ("sentiment_only", "frozen_head")):
+            first = [s["record"] for s in summaries.get(f"forget_{a}_lr{learning_rate}", [])]
+            second = [s["record"] for s in summaries.get(f"forget_{b}_lr{learning_rate}", [])]
+            if first and second:
+                drop = versus(first, second, lambda r: forgetting(r)["topic_drop"])
+                contrasts.append(f"LR {learning_rate}, {a} − {b}: {drop}")
     return [
-        "Scenario 3, on dev: the frozen topic head while training continues (start = step 0).",
+        "Scenario 3, on dev: each seed's plain multi-task model (step 0) continued for 200 steps.",
+        "Changes are end minus start per seed, mean with its 95 % CI (points):",
         "",
-        "| experiment | seeds | TREC-6 acc start | TREC-6 acc end | TREC-6 acc drop "
-        "| SST-3 macro-F1 start | SST-3 macro-F1 end | SST-3 macro-F1 gain |",
+        "| experiment | seeds | TREC-6 acc start | TREC-6 acc end | TREC-6 acc drop | TREC-6 macro-F1 drop "
+        "| SST-3 macro-F1 start | SST-3 macro-F1 gain |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "Arms against each other, TREC-6 accuracy drop (points, Welch 95 % CI): "
+        + "; ".join(contrasts)
+        + ".",
     ]
