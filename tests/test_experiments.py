@@ -301,8 +301,17 @@ def test_tables_say_where_each_experiment_ran(task3: SimpleNamespace, results: P
         write(task3, results, "ladder_k2", seed, record)
     test = render(task3, results).split("Dev (")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in test.splitlines() if line.startswith("| ")}
-    assert rows["mtl_plain"].endswith("| CPU |")
-    assert rows["ladder_k2"].endswith("| NVIDIA H200 ×6 |")
+    assert rows["mtl_plain"].endswith("| 10 CPU |")
+    assert rows["ladder_k2"].endswith("| 10 NVIDIA H200 ×6 |")
+
+
+def test_seconds_are_given_per_place_and_never_averaged_across_hardware(task3: SimpleNamespace) -> None:
+    cpu = {"hardware": "x86_64 CPU (2 cores, 2 threads), torch 2.13.0+cpu", "wall_seconds": 1000.0}
+    gpu = {"hardware": "NVIDIA H200, torch 2.11.0+cu130", "concurrent_runs": 6, "wall_seconds": 50.0}
+    assert (
+        task3.tables.seconds_per_place([cpu, gpu, gpu | {"wall_seconds": 60.0}])
+        == "1000 CPU + 55 NVIDIA H200 ×6"
+    )
 
 
 def test_run_options_fill_in_what_the_experiment_leaves_open(
