@@ -42,6 +42,12 @@ def spread(values: Sequence[float]) -> str:
     return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
+def accuracy_and_f1(records: Records, split: str, task: str) -> str:
+    """``acc / macro-F1`` of one task, each as mean ± SD over the records."""
+    accuracy = spread([r[split][task]["accuracy"] for r in records])
+    return f"{accuracy} / {spread([r[split][task]['macro_f1'] for r in records])}"
+
+
 def versus(a: Records, b: Records, measure: Score) -> str:
     """``+1.2 [+0.3, +2.1] better``: a − b in points, its interval and the verdict."""
     if not a or not b or (len(a) < 2 and len(b) < 2):
@@ -127,11 +133,7 @@ def ladder_table(results: Results) -> list[str]:
             records = results.get(f"ladder_k{k}{'_balanced' if weights == 'balanced' else ''}", [])
             if not records:
                 continue
-            test = [
-                f"{spread([r['test'][t]['accuracy'] for r in records])} / "
-                f"{spread([r['test'][t]['macro_f1'] for r in records])}"
-                for t in ("topic", "sentiment")
-            ]
+            test = [accuracy_and_f1(records, "test", task) for task in ("topic", "sentiment")]
             sts = [r["stsb_dev_spearman"] / 100 for r in records if r.get("stsb_dev_spearman") is not None]
             memory = [r.get("peak_memory", {}) for r in records]
             gpu_mib = max(m.get("cuda_mib", 0) for m in memory)
@@ -208,3 +210,34 @@ def transfer_tables(results: Results) -> list[str]:
             )  # fmt: skip
         lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
     return lines
+
+
+def models_table(results: Results) -> list[str]:
+    """Frozen MiniLM against frozen mpnet: test scores, the cost of encoding, and memory."""
+    rows = []
+    for model in ("minilm", "mpnet"):
+        pair = results.get(f"model_{model}_frozen", []), results.get(f"model_{model}_frozen_tweets", [])
+        if not all(pair):
+            continue
+        both, tweets = pair
+        cells = [
+            accuracy_and_f1(group, "test", task)
+            for group, task in ((both, "topic"), (both, "sentiment"), (tweets, "sentiment"))
+        ]
+        seconds = statistics.fmean(r["wall_seconds"] for r in both)
+        rss = max(r["peak_memory"]["rss_mib"] for r in [*both, *tweets])
+        dev = spread([mean_macro_f1("dev")(r) for r in both])
+        rows.append(
+            f"| {model} | {both[0]['trainable_parameters']:,} | {dev} | {' | '.join(cells)} "
+            f"| {seconds:.0f} | {rss:,.0f} |"
+        )
+    if not rows:
+        return []
+    return [
+        "Frozen encoders, heads solved exactly, no class weights; test accuracy / macro-F1 (seeds):",
+        "",
+        "| model | trainable | dev mean macro-F1 | TREC-6 | SST-3 | TweetEval | s / run (TREC-6 + SST-3) "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]

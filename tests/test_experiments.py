@@ -414,7 +414,7 @@ def test_only_selects_by_exact_name_or_by_tag(task3: SimpleNamespace) -> None:
         "transfer_zero_shot",
     ]
     tags = set(grid.tags_of(grid.GRID))
-    assert tags == {"amp", "forget", "frozen", "ladder", "mtl", "single", "transfer", "zero_shot"}
+    assert tags == {"amp", "forget", "frozen", "ladder", "model", "mtl", "single", "transfer", "zero_shot"}
     assert not tags & {experiment.name for experiment in grid.GRID}  # a word is a name or a tag, not both
     with pytest.raises(ValueError, match=r"'mtl_plan': neither an experiment nor a tag \(tags: amp, forget"):
         grid.select(grid.GRID, ["mtl", "mtl_plan"])
