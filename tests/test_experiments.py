@@ -449,5 +449,5 @@ def test_an_unknown_only_word_is_refused_by_the_script() -> None:
     completed = run_script("--only", "mtl", "mtl_plan")  # a typo must not run (or skip) anything
     assert completed.returncode == 2
     assert "'mtl_plan': neither an experiment nor a tag" in completed.stderr
-    assert "tags: amp, forget, frozen, ladder, mtl, single, transfer, zero_shot" in completed.stderr
+    assert "tags: amp, forget, frozen, ladder, model, mtl, single, transfer, zero_shot" in completed.stderr
     assert "Traceback" not in completed.stderr
