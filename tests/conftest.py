@@ -12,14 +12,16 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import importlib
 import json
 import runpy
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -276,3 +278,25 @@ def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides: object) -> T
     )
     values.update(overrides)
     return TrainingConfig(**values)
+
+
+TASK3_MODULES = ("comparisons", "grid", "measures", "runner", "tables")
+
+
+@pytest.fixture
+def task3(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """Task3's sibling modules, imported the way its script imports them; dropped again afterwards."""
+    monkeypatch.syspath_prepend(str(ROOT / "Task3"))
+    for name in TASK3_MODULES:
+        sys.modules.pop(name, None)
+    yield SimpleNamespace(**{name: importlib.import_module(name) for name in TASK3_MODULES})
+    for name in TASK3_MODULES:
+        sys.modules.pop(name, None)
+
+
+def write_task_folder(folder: Path, rows: dict[str, list[str]]) -> str:
+    folder.mkdir(parents=True)
+    lines = ["text\tlabel"] + [f"{text}\t{label}" for label, texts in rows.items() for text in texts]
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(folder)
