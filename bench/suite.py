@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -132,6 +133,8 @@ def run(task_name: str, method: str, seed: int, settings: Settings) -> None:
         train_rows=len(task.train),
         majority=majority_baseline(task.train.labels, task.test.labels, task.labels),
         seconds=round(time.perf_counter() - started, 1),
+        # the process's peak so far: one run per process (one task, method and seed) makes it the run's
+        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         hardware=hardware_description(device),
     )
     path = result_path(settings.results, task_name, method, seed)
