@@ -321,6 +321,19 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
         for tasks, suffix in (((TOPIC, SENTIMENT), ""), ((TWEETS,), "_tweets"))
         for m in MODELS
     ),
+    # mpnet trained, against ladder_k2 and ladder_kall_balanced (the same recipes on MiniLM)
+    Experiment(
+        "model_mpnet_top2",
+        "mpnet, top 2 of 12 layers trained, the plain recipe, no class weights",
+        {**FINETUNE, "freeze": "top:2", "model": MODELS["mpnet"]},
+        tags=("model",),
+    ),
+    Experiment(
+        "model_mpnet_finetuned",
+        "mpnet, fine-tuned, the plain recipe with balanced class weights (the Task 4 defaults' schedule)",
+        {**FINETUNE, "class_weights": "balanced", "model": MODELS["mpnet"]},
+        tags=("model",),
+    ),
     *(forget(arm, lr) for lr in ("5e-5", "2e-4") for arm in FORGET_ARMS),
 )
 TWINNED = tuple(experiment.name for experiment in GRID if experiment.twinned)
