@@ -130,7 +130,9 @@ def start_checkpoint(experiment: Experiment, seed: int, options: RunOptions) -> 
             base.name,
             seed,
         )
-        save_record(options.paths.results, base, seed, run(base, seed, options))
+        record = run(base, seed, options)
+        if not result_path(options.paths.results, base, seed).is_file():  # an existing record is kept
+            save_record(options.paths.results, base, seed, record)
     return folder
 
 
