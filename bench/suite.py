@@ -45,6 +45,7 @@ from sentence_mtl.training import TrainingConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "suite_results"
+TASK3_RESULTS = ROOT / "Task3" / "results"
 TASKS = ("tweeteval_sentiment", "mr", "cr", "subj", "mpqa", "trec", "sst")
 METHODS = ("reference", "frozen", "frozen_unweighted", "finetuned", "epochs4")
 # The reference is written independently of the package on purpose, so it checks the frozen path.
@@ -145,12 +146,13 @@ def run(task_name: str, method: str, seed: int, settings: Settings) -> None:
           f"F1 {100 * test['macro_f1']:.1f} ({record['seconds']:.0f} s)", flush=True)  # fmt: skip
 
 
-def cell(records: list[dict[str, Any]]) -> str:
+def cell(records: list[dict[str, Any]], task: str | None = None) -> str:
+    """Test accuracy / macro-F1 over the records; ``task`` picks one task of a multi-task record."""
     if not records:
         return "–"
     parts = []
     for metric in ("accuracy", "macro_f1"):
-        values = [100 * record["test"][metric] for record in records]
+        values = [100 * (record["test"][task] if task else record["test"])[metric] for record in records]
         spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
         parts.append(f"{statistics.fmean(values):.1f}{spread}")
     return " / ".join(parts) + f" ({len(records)})"
@@ -192,7 +194,28 @@ def table(results: Path = RESULTS) -> str:
             f"| {cell(records['epochs4'])} | {seconds} |"
         )
     hardware = sorted({json.loads(p.read_text())["hardware"] for p in results.glob("*/*/seed*.json")})
-    return "\n".join([*lines, "", "Hardware: " + "; ".join(hardware)]) + "\n"
+    return "\n".join([*lines, *multitask_rows(), "", "Hardware: " + "; ".join(hardware)]) + "\n"
+
+
+def multitask_rows() -> list[str]:
+    """TREC-6 + SST-3 trained together, from Task 3's K-ladder on one GPU: K = 0 is the frozen path
+    (with and without class weights), K = all with balanced weights is every default."""
+    runs = {
+        name: [json.loads(p.read_text()) for p in sorted((TASK3_RESULTS / name).glob("seed*.json"))]
+        for name in ("ladder_k0_balanced", "ladder_k0", "ladder_kall_balanced")
+    }
+    if not all(runs.values()):
+        return []
+    rows = []
+    for task, label in (("topic", "trec, multi-task with sst"), ("sentiment", "sst, multi-task with trec")):
+        cells = [
+            cell(runs[name], task) for name in ("ladder_k0_balanced", "ladder_k0", "ladder_kall_balanced")
+        ]
+        rows.append(
+            f"| {label} | 4,906 + 8,544 | – | – | {' | '.join(cells)} | = fine-tuned (1,684 steps) "
+            f"| Task 3 `ladder_*`, GPU |"
+        )
+    return rows
 
 
 def main() -> None:
