@@ -329,6 +329,12 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
         tags=("model",),
     ),
     Experiment(
+        "model_mpnet_top2_epoch1",
+        "mpnet, top 2 of 12 layers trained for one epoch, the plain recipe otherwise (the CPU's direction check)",
+        {**FINETUNE, "freeze": "top:2", "epochs": 1.0, "model": MODELS["mpnet"]},
+        tags=("model",),
+    ),
+    Experiment(
         "model_mpnet_finetuned",
         "mpnet, fine-tuned, the plain recipe with balanced class weights (the Task 4 defaults' schedule)",
         {**FINETUNE, "class_weights": "balanced", "model": MODELS["mpnet"]},
