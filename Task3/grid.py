@@ -330,7 +330,7 @@ GRID: tuple[Experiment, ...] = with_single_task_twins(
     ),
     Experiment(
         "model_mpnet_top2_epoch1",
-        "mpnet, top 2 of 12 layers trained for one epoch, the plain recipe otherwise (the CPU's direction check)",
+        "mpnet, top 2 of 12 layers trained for one epoch, the plain recipe otherwise (CPU direction check)",
         {**FINETUNE, "freeze": "top:2", "epochs": 1.0, "model": MODELS["mpnet"]},
         tags=("model",),
     ),
