@@ -4,20 +4,16 @@
   a learning curve differs from the full run in its training rows only.
 - ``sts_dev_spearman``: the STS-B dev Spearman of a model's encoder, which says whether fine-tuning
   for classification kept the general-purpose embedding.
-- ``peak_memory``: the peak resident memory of the process and, on CUDA, the peak the caching
-  allocator handed out; with one run per process (the runner's pool) both belong to that run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from sklearn.model_selection import train_test_split
 
 from sentence_mtl import SentenceEncoder
@@ -68,16 +64,3 @@ def sts_dev_spearman(encoder: SentenceEncoder, data: Path) -> float | None:
         return None
     first, second, scores = read_sts_pairs(path)
     return round(sts_spearman(encoder, first, second, scores), 2)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory(device: torch.device) -> dict[str, float]:
-    """Peak RSS of this process in MiB (Linux reports KiB) and, on CUDA, the allocator's peak in MiB."""
-    memory = {"rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.type == "cuda":
-        memory["cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return memory

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import tempfile
 from pathlib import Path
 
-import torch
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl.devices import hardware_description, resolve_device
+from sentence_mtl.devices import hardware_description, peak_memory, reset_peak_memory, resolve_device
 from sentence_mtl.training import TrainingConfig, train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -38,8 +36,7 @@ def peak_of_one_run(freeze: str, steps: int, device: str | None, data: Path) -> 
     """Runs in its own process, so ``ru_maxrss`` is this run's peak alone."""
     transformers_logging.disable_progress_bar()
     resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(resolved)
+    reset_peak_memory(resolved)
     with tempfile.TemporaryDirectory(prefix="memory-") as scratch:
         config = TrainingConfig(
             output_dir=scratch,
@@ -52,10 +49,7 @@ def peak_of_one_run(freeze: str, steps: int, device: str | None, data: Path) -> 
             amp="fp32",
         )
         train(config, overwrite=True, show_progress=False)
-    peak = {"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if resolved.type == "cuda":
-        peak["cuda_mib"] = torch.cuda.max_memory_allocated(resolved) / 2**20
-    return peak
+    return peak_memory(resolved)
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import tempfile
 import time
@@ -36,7 +35,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl.data import TaskData, load_task_folder
-from sentence_mtl.devices import hardware_description, resolve_device
+from sentence_mtl.devices import hardware_description, peak_memory, resolve_device
 from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import majority_baseline
 from sentence_mtl.model_files import packaged_model_path
@@ -135,7 +134,7 @@ def run(task_name: str, method: str, seed: int, settings: Settings) -> None:
         majority=majority_baseline(task.train.labels, task.test.labels, task.labels),
         seconds=round(time.perf_counter() - started, 1),
         # the process's peak so far: one run per process (one task, method and seed) makes it the run's
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mib=peak_memory(device)["rss_mib"],
         hardware=hardware_description(device),
     )
     path = result_path(settings.results, task_name, method, seed)

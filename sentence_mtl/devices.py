@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 
 import torch
 
@@ -45,3 +46,20 @@ def hardware_description(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     threads = torch.get_num_threads()
     return f"{platform.machine()} CPU ({os.cpu_count()} cores, {threads} threads), torch {torch.__version__}"
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh CUDA peak for :func:`peak_memory` (the process's RSS peak cannot be reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak RSS of this process in MiB (Linux reports KiB) and, on CUDA, the allocator's peak in MiB.
+
+    The RSS peak covers the whole process, so a measurement of one run needs a process of its own.
+    """
+    memory = {"rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        memory["cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return memory
