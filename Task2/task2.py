@@ -12,12 +12,21 @@ Copy and paste, from the repository root:
     python Task2/task2.py --tasks topic=business,sports sentiment=neg,pos --sentences "What a match!"
     python Task2/task2.py --checkpoint OUTPUT_DIR/best      # a model saved by Task 4: real predictions
     python Task2/task2.py --model BAAI/bge-small-en-v1.5 --device cuda   # any hub model (needs network)
+
+Classify every row of a file (.txt, or .tsv/.csv/.jsonl with a text column) with a saved model:
+
+    python Task2/task2.py --checkpoint OUTPUT_DIR/best --input texts.tsv --output predictions.tsv
+    python Task2/task2.py --checkpoint OUTPUT_DIR/best --input texts.jsonl --output out.jsonl --distribution
+    python Task2/task2.py --checkpoint OUTPUT_DIR/best --input big.csv --output out.csv --skip-bad
+    python Task2/task2.py --checkpoint DIR --input big.txt --output out.tsv --backend onnx --quantize int8
+    cat texts.txt | python Task2/task2.py --checkpoint OUTPUT_DIR/best --input - --output - > out.tsv
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
 import torch
 from transformers.utils import logging as transformers_logging
@@ -25,15 +34,21 @@ from transformers.utils import logging as transformers_logging
 from sentence_mtl import SentenceMTLError
 from sentence_mtl.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.file_prediction import DEFAULT_CHUNK_SIZE, predict_file
 from sentence_mtl.heads import HEAD_TYPES
 from sentence_mtl.model_files import DEFAULT_MODEL_NAME
-from sentence_mtl.multitask import build_model
+from sentence_mtl.multitask import MultiTaskModel, build_model
+from sentence_mtl.onnx_export import QUANTIZATIONS
+from sentence_mtl.output_files import PREDICTION_FORMATS
+from sentence_mtl.runtimes import BACKENDS
 from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.text_files import INPUT_FORMATS, is_standard_stream
 
 # ---------------------------------------------------------------------- defaults
 DEFAULT_TASKS = {"topic": DEMO_TASK_LABELS["topic"], "sentiment": ["negative", "neutral", "positive"]}
 DEFAULT_HEAD = "linear"
 DEFAULT_SEED = 0
+DEFAULT_BATCH_SIZE = 32
 SAMPLE_SENTENCES = [
     "The striker scored twice in the final minutes of the match.",
     "Shares of the chip maker fell after a weak quarterly forecast.",
@@ -50,9 +65,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--tasks", nargs="+", metavar="NAME=LABEL,LABEL", help=f"tasks and labels (default: {default_tasks})"
     )
-    parser.add_argument("--sentences", nargs="+", default=SAMPLE_SENTENCES, help="sentences to classify")
+    parser.add_argument("--sentences", nargs="+", help="sentences to classify (default: a few samples)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"sentences per forward pass (default: {DEFAULT_BATCH_SIZE})",
+    )
     parser.add_argument("--checkpoint", help="folder from MultiTaskModel.save, e.g. Task 4's OUTPUT_DIR/best")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="runtime of the encoder (onnx: ONNX Runtime, CPU)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="int8: dynamic quantisation (with --backend onnx)",
+    )
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -60,7 +93,45 @@ def parse_args() -> argparse.Namespace:
         "permissions. stella_en_1.5B_v5 needs it (its own bidirectional Qwen2 code)",
     )
     parser.add_argument("--seed", type=int, help=f"seed of the untrained heads (default: {DEFAULT_SEED})")
+    files = parser.add_argument_group("file mode", "classify every row of a file with a saved model")
+    files.add_argument(
+        "--input", metavar="FILE|-", help=".txt, or .tsv/.csv/.jsonl with a text column; - reads stdin"
+    )
+    files.add_argument("--output", metavar="FILE|-", help=".tsv, .csv or .jsonl; - writes TSV to stdout")
+    files.add_argument("--input-format", choices=INPUT_FORMATS, help="default: --input's suffix, txt for -")
+    files.add_argument("--output-format", choices=PREDICTION_FORMATS, help="default: --output's suffix")
+    files.add_argument("--distribution", action="store_true", help="add each label's probability")
+    files.add_argument(
+        "--skip-bad", action="store_true", help="leave out bad rows and list them, instead of stopping"
+    )
+    files.add_argument(
+        "--chunk-size", type=int, help=f"rows read and classified at a time (default: {DEFAULT_CHUNK_SIZE})"
+    )
     return parser.parse_args()
+
+
+def is_file_mode(args: argparse.Namespace) -> bool:
+    """True when --input and --output ask to classify a file; refuses half of that, or it without a model."""
+    if (args.input is None) != (args.output is None):
+        raise InvalidInputError("--input and --output go together; pass both (a file path or - for each)")
+    file_flags = ("input_format", "output_format", "distribution", "skip_bad", "chunk_size")
+    if args.input is None:
+        stray = [flag for flag in file_flags if getattr(args, flag) not in (None, False)]
+        if stray:
+            flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in stray)
+            raise InvalidInputError(
+                f"without --input and --output there is no file to classify, so {flags} would do nothing; "
+                f"add --input FILE --output FILE or drop {flags}"
+            )
+        return False
+    if not args.checkpoint:
+        raise InvalidInputError(
+            "--input needs --checkpoint: untrained heads would label the file at random; pass a folder "
+            "saved by Task 4, such as OUTPUT_DIR/best"
+        )
+    if args.sentences:
+        raise InvalidInputError("--sentences and --input are alternatives; pass one of them")
+    return True
 
 
 def parse_tasks(words: list[str]) -> list[TaskSpec]:
@@ -76,9 +147,53 @@ def parse_tasks(words: list[str]) -> list[TaskSpec]:
     return tasks
 
 
+def print_architecture(model: MultiTaskModel) -> None:
+    """The encoder's parts, then one branch per head with its layers and labels."""
+    facts = model.describe()
+    encoder_facts = facts["encoder"]
+
+    print(f"MultiTaskModel: {facts['head']} heads on {encoder_facts['model']} ({encoder_facts['device']})")
+    print(
+        f"├─ backbone    {encoder_facts['backbone']}, {encoder_facts['layers']} layers, "
+        f"hidden {encoder_facts['hidden_size']}"
+    )
+    print(f"├─ pooling     {encoder_facts['pooling']}")
+    print(f"├─ projection  {encoder_facts['projection']}")
+    print(f"├─ normalize   {'L2' if encoder_facts['normalize'] else 'no'}")
+    print(f"└─ embedding   {encoder_facts['embedding_dim']} dims, shared by every head")
+    width = max(len(name) for name in facts["tasks"])
+    for index, (name, head) in enumerate(facts["tasks"].items()):
+        branch = "└─" if index == len(facts["tasks"]) - 1 else "├─"
+        print(
+            f"   {branch} {name:<{width}}  {' → '.join(head['layers'])}  "
+            f"→ {head['out_features']} logits: {', '.join(head['labels'])}"
+        )
+
+
+def print_shapes_and_parameters(model: MultiTaskModel, sentences: list[str]) -> None:
+    """One encoder pass feeding every head, with the tensor shapes, then who owns how many parameters."""
+    batch = model.collator()(sentences)
+    with torch.inference_mode():
+        embeddings = model.embed(batch)
+        logits = model.classify(embeddings)
+    print(f"\nShapes: one encoder pass for {len(sentences)} sentences, then every head")
+    print(f"  input_ids {tuple(batch['input_ids'].shape)} → encoder → embeddings {tuple(embeddings.shape)}")
+    for name, values in logits.items():
+        print(f"  embeddings {tuple(embeddings.shape)} → heads[{name!r}] → logits {tuple(values.shape)}")
+
+    report = model.parameter_report()
+    rows = [("shared encoder", report["shared"])]
+    rows += [(f"head {name}", counts) for name, counts in report["heads"].items()]
+    rows.append(("total", report["total"]))
+    print(f"\nParameters  {'':<20}{'trainable':>12}{'frozen':>12}")
+    for label, counts in rows:
+        print(f"  {label:<30}{counts['trainable']:>12,}{counts['frozen']:>12,}")
+
+
 def main() -> int:
     args = parse_args()
     transformers_logging.disable_progress_bar()
+    file_mode = is_file_mode(args)
 
     # ------------------------------------------------------------------ build or load the model
     if args.checkpoint:
@@ -98,45 +213,28 @@ def main() -> int:
         seed=DEFAULT_SEED if args.seed is None else args.seed,
     )
     model.eval()
-    facts = model.describe()
-    encoder_facts = facts["encoder"]
 
-    # ------------------------------------------------------------------ architecture
-    print(f"MultiTaskModel: {facts['head']} heads on {encoder_facts['model']} ({encoder_facts['device']})")
-    print(
-        f"├─ backbone    {encoder_facts['backbone']}, {encoder_facts['layers']} layers, "
-        f"hidden {encoder_facts['hidden_size']}"
-    )
-    print(f"├─ pooling     {encoder_facts['pooling']}")
-    print(f"├─ projection  {encoder_facts['projection']}")
-    print(f"├─ normalize   {'L2' if encoder_facts['normalize'] else 'no'}")
-    print(f"└─ embedding   {encoder_facts['embedding_dim']} dims, shared by every head")
-    width = max(len(name) for name in facts["tasks"])
-    for index, (name, head) in enumerate(facts["tasks"].items()):
-        branch = "└─" if index == len(facts["tasks"]) - 1 else "├─"
-        print(
-            f"   {branch} {name:<{width}}  {' → '.join(head['layers'])}  "
-            f"→ {head['out_features']} logits: {', '.join(head['labels'])}"
+    # ------------------------------------------------------------------ file mode: rows in, predictions out
+    if file_mode:
+        report = predict_file(
+            model,
+            args.input,
+            args.output,
+            chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
+            skip_bad=args.skip_bad,
+            distribution=args.distribution,
+            input_format=args.input_format,
+            output_format=args.output_format,
+            batch_size=args.batch_size,
+            backend=args.backend,
+            quantize=args.quantize,
         )
-
-    # ------------------------------------------------------------------ shapes: one encoder pass, every head
-    batch = model.collator()(args.sentences)
-    with torch.inference_mode():
-        embeddings = model.embed(batch)
-        logits = model.classify(embeddings)
-    print(f"\nShapes: one encoder pass for {len(args.sentences)} sentences, then every head")
-    print(f"  input_ids {tuple(batch['input_ids'].shape)} → encoder → embeddings {tuple(embeddings.shape)}")
-    for name, values in logits.items():
-        print(f"  embeddings {tuple(embeddings.shape)} → heads[{name!r}] → logits {tuple(values.shape)}")
-
-    # ------------------------------------------------------------------ parameters
-    report = model.parameter_report()
-    rows = [("shared encoder", report["shared"])]
-    rows += [(f"head {name}", counts) for name, counts in report["heads"].items()]
-    rows.append(("total", report["total"]))
-    print(f"\nParameters  {'':<20}{'trainable':>12}{'frozen':>12}")
-    for label, counts in rows:
-        print(f"  {label:<30}{counts['trainable']:>12,}{counts['frozen']:>12,}")
+        summary_stream: TextIO = sys.stderr if is_standard_stream(args.output) else sys.stdout
+        print(report.summary(), file=summary_stream)
+        return 0
+    sentences = args.sentences or SAMPLE_SENTENCES
+    print_architecture(model)
+    print_shapes_and_parameters(model, sentences)
 
     # ------------------------------------------------------------------ predictions
     if args.checkpoint:
@@ -144,7 +242,11 @@ def main() -> int:
     else:
         print("\nPredictions from UNTRAINED heads: their weights are random, so these labels mean nothing.")
         print("Train with Task4/task4.py and pass --checkpoint OUTPUT_DIR/best for real predictions.")
-    for sentence, prediction in zip(args.sentences, model.predict(args.sentences), strict=True):
+    for sentence, prediction in zip(
+        sentences,
+        model.predict(sentences, batch_size=args.batch_size, backend=args.backend, quantize=args.quantize),
+        strict=True,
+    ):
         print(f"  {sentence}")
         guesses = (f"{task}: {top['label']} ({top['probability']:.2f})" for task, top in prediction.items())
         print("    " + "   ".join(guesses))

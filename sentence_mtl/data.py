@@ -114,7 +114,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return [(number, line) for number, line in numbered if line.strip()]
 
 
-def _check_header(path: Path, columns: list[str], line: int) -> None:
+def check_header(path: str | Path, columns: list[str], line: int) -> None:
+    """Refuse a header that repeats a column, since a row could then not say which value is meant."""
     duplicated = sorted({column for column in columns if columns.count(column) > 1})
     if duplicated:
         raise DataError(
@@ -126,7 +127,7 @@ def _read_tsv(path: Path, text: str) -> _Table:
     lines = _lines(text)
     header_line, header_text = lines[0]
     columns = [column.strip() for column in header_text.split("\t")]
-    _check_header(path, columns, header_line)
+    check_header(path, columns, header_line)
     rows = []
     for number, line in lines[1:]:
         fields = line.split("\t")
@@ -152,7 +153,7 @@ def _read_csv(path: Path, text: str) -> _Table:
                 continue
             if header is None:
                 header = (reader.line_num, [column.strip() for column in fields])
-                _check_header(path, header[1], reader.line_num)
+                check_header(path, header[1], reader.line_num)
                 continue
             columns = header[1]
             if len(fields) != len(columns):
@@ -224,7 +225,7 @@ def _cell(table: _Table, line: int, record: dict[str, object], column: str, allo
         raise DataError(
             f"{table.path}, line {line}: {column!r} is {value!r}, not a string; write it as a quoted string"
         )
-    if not _is_encodable(value):
+    if not is_encodable(value):
         raise DataError(
             f"{table.path}, line {line}: {column!r} holds a lone surrogate escape (such as \\ud800), "
             "which is not text; fix or remove it"
@@ -232,7 +233,7 @@ def _cell(table: _Table, line: int, record: dict[str, object], column: str, allo
     return value
 
 
-def _is_encodable(value: str) -> bool:
+def is_encodable(value: str) -> bool:
     """False for strings with lone surrogates (JSON escapes like \\ud800), which no tokenizer accepts."""
     try:
         value.encode("utf-8")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,24 +25,19 @@ from transformers import PreTrainedModel
 
 from sentence_mtl.batching import length_sorted_batches
 from sentence_mtl.devices import autocast, resolve_device
-from sentence_mtl.errors import InvalidInputError, ModelLoadError
+from sentence_mtl.errors import InvalidInputError
 from sentence_mtl.io import atomic_directory, write_json
-from sentence_mtl.model_files import ModelSource, resolve_model
+from sentence_mtl.model_files import resolve_model
+from sentence_mtl.model_folder import module_entry, read_model_folder
 from sentence_mtl.pooling import Pooling
 from sentence_mtl.projection import Normalize, Projection, resolve_projection
+from sentence_mtl.runtimes import BackboneRuntimes, check_backend
 from sentence_mtl.tokenization import Collator, Tokenizer
 from sentence_mtl.transformer import Transformer, transformer_layers
 from sentence_mtl.validation import check_encode_options, validate_sentences
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
-# The modules after the Transformer, by their sentence-transformers type name; each loads its own folder.
-MODULE_LOADERS: dict[str, Callable[[ModelSource, str], nn.Module]] = {
-    "Pooling": Pooling.load,
-    "Dense": Projection.load,
-    "Normalize": Normalize.load,
-}
 # How many sentences are tokenised, sorted and batched together. Sorting inside a chunk this large
 # keeps padding near its minimum; chunking keeps memory proportional to the output.
 CHUNK_BATCHES = 64
@@ -89,6 +84,7 @@ class SentenceEncoder(nn.Module):
         self.prompts = dict(prompts or {})
         self.default_prompt = default_prompt
         self.name = name
+        self.runtimes = BackboneRuntimes()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -173,9 +169,19 @@ class SentenceEncoder(nn.Module):
         """Embed a tokenised batch (``input_ids``, ``attention_mask``; optional ``prompt_length``)."""
         attention_mask = features["attention_mask"]
         outputs = self.backbone(input_ids=features["input_ids"], attention_mask=attention_mask)
-        embeddings = self.pooling(
-            outputs.last_hidden_state, attention_mask, int(features.get("prompt_length", 0))
+        return self.pool(
+            outputs.last_hidden_state, attention_mask, int(features.get("prompt_length", 0)), normalize
         )
+
+    def pool(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_length: int = 0,
+        normalize: bool | None = None,
+    ) -> torch.Tensor:
+        """Pooling, projection and normalisation: the modules after the backbone, whatever ran it."""
+        embeddings = self.pooling(hidden_states, attention_mask, prompt_length)
         if self.projection is not None:
             embeddings = self.projection(embeddings)
         if self.normalize if normalize is None else normalize:
@@ -207,6 +213,8 @@ class SentenceEncoder(nn.Module):
         show_progress_bar: bool | None = None,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        backend: str = "torch",
+        quantize: str | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed sentences; returns float32 ``(n, embedding_dim)`` in input order.
 
@@ -216,12 +224,18 @@ class SentenceEncoder(nn.Module):
 
         ``precision``: ``fp32`` (exact), ``bf16`` (CPU with bf16 hardware, or GPU) or ``fp16``
         (GPU only: on CPU it is several times slower than fp32).
+
+        ``backend``: ``torch``, or ``onnx`` for ONNX Runtime on the CPU (:mod:`~sentence_mtl.runtimes`);
+        ``quantize="int8"`` runs its dynamically quantised export. The export is cached by content
+        and made again when the weights change.
         """
         texts = validate_sentences(sentences)
         target = resolve_device(device) if device is not None else self.device
         check_encode_options(batch_size, convert_to, precision, target)
+        check_backend(backend, quantize, precision, target)
         if self.device != target:
             self.to(target)
+        hidden_states = self.runtimes.hidden_states(self.backbone, backend, quantize)
 
         prompt_text = self.resolve_prompt(prompt)
         if prompt_text:
@@ -255,10 +269,12 @@ class SentenceEncoder(nn.Module):
                         (len(chunks[index]), self.embedding_dim), dtype=torch.float32, device=target
                     )
                     for order, batch in prepared.batches:
-                        batch = {key: value.to(target, non_blocking=pin) for key, value in batch.items()}
-                        batch["prompt_length"] = prompt_length
+                        input_ids, attention_mask = (
+                            batch[key].to(target, non_blocking=pin) for key in ("input_ids", "attention_mask")
+                        )
                         with autocast(target, precision):
-                            embeddings = self(batch, normalize=normalize)
+                            hidden = hidden_states(input_ids, attention_mask)
+                            embeddings = self.pool(hidden, attention_mask, prompt_length, normalize)
                         chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = (
                             embeddings.float()
                         )
@@ -333,11 +349,11 @@ class SentenceEncoder(nn.Module):
             savers.append(("Dense", self.projection.save))
         if self.normalizer is not None:
             savers.append(("Normalize", self.normalizer.save))
-        modules = [_module_entry(0, "", "Transformer")]
+        modules = [module_entry(0, "", "Transformer")]
         for kind, save in savers:
             relative = f"{len(modules)}_{kind}"
             save(folder / relative)
-            modules.append(_module_entry(len(modules), relative, kind))
+            modules.append(module_entry(len(modules), relative, kind))
         write_json(folder / "modules.json", modules)
         write_json(folder / "config_sentence_transformers.json", self._prompt_config())
 
@@ -349,73 +365,3 @@ class SentenceEncoder(nn.Module):
             default_name = next((k for k, v in prompts.items() if v == self.default_prompt), "default")
             prompts.setdefault(default_name, self.default_prompt)
         return {"prompts": prompts, "default_prompt_name": default_name, "similarity_fn_name": "cosine"}
-
-
-# ---------------------------------------------------------------------- the model folder
-
-
-@dataclass
-class ModelFolder:
-    """The modules of a model folder, loaded, with the prompts of ``config_sentence_transformers.json``."""
-
-    name: str
-    transformer: Transformer
-    pooling: Pooling
-    projection: Projection | None = None
-    normalize: bool = False
-    prompts: dict[str, str] = field(default_factory=dict)
-    default_prompt: str | None = None
-
-
-def read_model_folder(source: ModelSource, trust_remote_code: bool = False) -> ModelFolder:
-    """Load a sentence-transformers folder (``modules.json``) or a plain Hugging Face model.
-
-    A plain model gets mean pooling, no projection and no normalisation. In a sentence-transformers
-    folder the small modules are read first and the backbone last, so that an unsupported layout
-    fails before a large model is downloaded or loaded.
-    """
-    modules = source.json("modules.json")
-    if modules is None:
-        return ModelFolder(source.name, Transformer.load_plain(source, trust_remote_code), Pooling("mean"))
-    kinds = _module_kinds(source, modules)
-    transformer_path = ""
-    loaded: dict[str, nn.Module] = {}
-    for module, kind in zip(modules, kinds, strict=True):
-        path = str(module.get("path", "")).strip("/")
-        if kind == "Transformer":
-            transformer_path = path
-        else:
-            loaded[kind] = MODULE_LOADERS[kind](source, path)
-    pooling = loaded.get("Pooling")
-    if not isinstance(pooling, Pooling):
-        raise ModelLoadError(f"{source.name}: modules.json has no Pooling module")
-    projection = loaded.get("Dense")
-    config = source.json("config_sentence_transformers.json") or {}
-    prompts = dict(config.get("prompts") or {})
-    default_name = config.get("default_prompt_name")
-    transformer = Transformer.load(source, transformer_path, trust_remote_code)  # last: the large files
-    return ModelFolder(
-        name=source.name,
-        transformer=transformer,
-        pooling=pooling,
-        projection=projection if isinstance(projection, Projection) else None,
-        normalize="Normalize" in loaded,
-        prompts=prompts,
-        default_prompt=prompts.get(default_name) if default_name else None,
-    )
-
-
-def _module_kinds(source: ModelSource, modules: list[dict]) -> list[str]:
-    """The type name of each ``modules.json`` entry; refuses layouts this encoder cannot reproduce."""
-    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
-    unsupported = sorted({kind for kind in kinds if kind not in SUPPORTED_MODULES})
-    if unsupported or kinds[:1] != ["Transformer"]:
-        raise ModelLoadError(
-            f"{source.name}: modules {kinds} are not supported; a model must be a Transformer followed by "
-            f"any of {', '.join(SUPPORTED_MODULES[1:])} (found unsupported: {unsupported or 'none'})"
-        )
-    return kinds
-
-
-def _module_entry(index: int, path: str, kind: str) -> dict[str, Any]:
-    return {"idx": index, "name": str(index), "path": path, "type": f"sentence_transformers.models.{kind}"}

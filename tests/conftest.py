@@ -7,10 +7,13 @@ Dense), which cannot be downloaded here, so their loading logic is tested on the
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before transformers/huggingface_hub are imported: the tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Exported runtimes go to a fresh cache, never the user's (subprocesses inherit it).
+os.environ["SENTENCE_MTL_CACHE"] = tempfile.mkdtemp(prefix="sentence_mtl_cache_")
 
 import importlib
 import json

@@ -1,4 +1,4 @@
-"""Task 1 script as a subprocess: default run, stdin input, STS scoring and clear errors."""
+"""Task 1 script as a subprocess: default run, stdin input, STS scoring, streaming to .npy, clear errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentence_mtl import SentenceEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,3 +70,48 @@ def test_bad_input_gives_one_line_errors(tmp_path: Path) -> None:
     assert bad_model.returncode == 2 and "not a model folder" in bad_model.stderr
     bad_batch = run_task1("--batch-size", "0")
     assert bad_batch.returncode == 2 and "batch_size" in bad_batch.stderr
+
+
+@pytest.mark.parametrize("runtime", [[], ["--backend", "onnx"]], ids=["torch", "onnx"])
+def test_output_streams_a_files_rows_to_npy_without_printing_vectors(
+    tiny_bert_dir: Path, tmp_path: Path, runtime: list[str]
+) -> None:
+    if runtime:
+        pytest.importorskip("onnxruntime")
+    texts = ["A man plays guitar.", "Stocks, bonds and gold fell.", "It rained all weekend."]
+    source = tmp_path / "texts.csv"
+    source.write_text("id,text\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(texts)), encoding="utf-8")
+    vectors = tmp_path / "vectors.npy"
+    result = run_task1(
+        "--model", str(tiny_bert_dir), "--file", str(source), "--output", str(vectors), *runtime
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"wrote 3 rows to {vectors} in ") and "sentences/s)" in result.stdout
+    assert "Model" not in result.stdout and "Embeddings" not in result.stdout
+    expected = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu").encode(texts)
+    np.testing.assert_allclose(np.load(vectors, mmap_mode="r"), expected, atol=1e-5)
+
+
+def test_stdin_to_npy_names_bad_rows_and_skips_them_on_request(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.npy"
+    arguments = ["--model", str(tiny_bert_dir), "--file", "-", "--output", str(vectors)]
+    stdin = "first\n\nthird\n"
+    stopped = run_task1(*arguments, stdin=stdin)
+    assert stopped.returncode == 2 and not vectors.exists()
+    assert "error: <stdin>, line 2: the line is empty; fix the row or pass --skip-bad" in stopped.stderr
+
+    result = run_task1(*arguments, "--skip-bad", "--chunk-size", "1", stdin=stdin)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped 1 bad row of <stdin>:\n  line 2: the line is empty" in result.stdout
+    assert np.load(vectors).shape == (2, 32)
+
+
+def test_output_needs_a_file_and_file_flags_need_output() -> None:
+    no_file = run_task1("--output", "vectors.npy")
+    assert no_file.returncode == 2 and "--output writes the vectors of --file's rows" in no_file.stderr
+    stray = run_task1("--skip-bad", "--sentences", "hi")
+    assert stray.returncode == 2
+    assert stray.stderr.splitlines() == [
+        "error: without --output there is no file to stream, so --skip-bad would do nothing; add "
+        "--output VECTORS.npy or drop --skip-bad"
+    ]
