@@ -64,7 +64,6 @@ def sentence_transformers_runtimes(model_dir: Path) -> list[Runtime]:
 
     folder = str(model_dir)
     onnx = SentenceTransformer(folder, backend="onnx", device="cpu")
-    onnx.save_pretrained(folder)  # keeps onnx/model.onnx for the exports below
     export_optimized_onnx_model(onnx, "O3", folder)
     runtimes = [
         Runtime("ST", "torch", encoder(SentenceTransformer(folder, device="cpu"))),
@@ -73,7 +72,8 @@ def sentence_transformers_runtimes(model_dir: Path) -> list[Runtime]:
     ]
     for config in ("avx2", "avx512_vnni"):
         export_dynamic_quantized_onnx_model(onnx, config, folder)
-        model = _onnx_file(folder, f"onnx/model_qint8_{config}.onnx")
+        exported = next(Path(folder, "onnx").glob(f"model_*int8_{config}.onnx"))  # quint8 for avx2
+        model = _onnx_file(folder, f"onnx/{exported.name}")
         runtimes.append(Runtime("ST", f"ONNX Runtime int8 ({config})", encoder(model), int8=True))
     for hint in ("f32", None):
         kwargs = {"ov_config": {"INFERENCE_PRECISION_HINT": hint}} if hint else {}

@@ -31,7 +31,7 @@ from sentence_mtl.model_files import resolve_model
 from sentence_mtl.model_folder import module_entry, read_model_folder
 from sentence_mtl.pooling import Pooling
 from sentence_mtl.projection import Normalize, Projection, resolve_projection
-from sentence_mtl.runtimes import BackboneRuntimes, check_backend
+from sentence_mtl.runtimes import BackboneRuntimes, check_backend, cpu_threads_for
 from sentence_mtl.tokenization import Collator, Tokenizer
 from sentence_mtl.transformer import Transformer, transformer_layers
 from sentence_mtl.validation import check_encode_options, validate_sentences
@@ -257,7 +257,11 @@ class SentenceEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with ThreadPoolExecutor(max_workers=1) as worker, torch.inference_mode():
+            with (
+                ThreadPoolExecutor(max_workers=1) as worker,
+                torch.inference_mode(),
+                cpu_threads_for(backend),
+            ):
                 pending = worker.submit(self._prepare_chunk, chunks[0], batch_size, pin)
                 offset = 0
                 for index in range(len(chunks)):

@@ -9,7 +9,8 @@ fastest path that stays within the quality bounds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,26 @@ class BackboneRuntimes:
         if cached is None or cached[0] != stamp:
             self._sessions[key] = (stamp, OnnxBackbone(exported_backbone(backbone, quantize, self.cache)))
         return self._sessions[key][1]
+
+
+@contextmanager
+def cpu_threads_for(backend: str) -> Iterator[None]:
+    """While another runtime computes the backbone, torch's own small ops (pooling) use one thread.
+
+    Both ONNX Runtime and torch's OpenMP keep their worker threads spinning between calls; with
+    both pools at full size on few cores they take turns waiting for each other, which made the
+    ONNX backend slower than torch inside ``encode`` at batch 32 although it is faster on the
+    backbone alone (README, "Inference runtimes"). torch's thread count is restored afterwards.
+    """
+    if backend == "torch":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def weights_stamp(backbone: PreTrainedModel) -> tuple[tuple[int, int], ...]:

@@ -13,6 +13,7 @@ from sentence_mtl import SentenceEncoder
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
 from sentence_mtl.multitask import MultiTaskModel
 from sentence_mtl.onnx_export import MODEL_FILE, exported_backbone
+from sentence_mtl.runtimes import OnnxBackbone
 from sentence_mtl.tasks import TaskSpec
 
 pytest.importorskip("onnxruntime", reason='the ONNX extra is not installed: pip install -e ".[onnx]"')
@@ -145,3 +146,28 @@ def test_missing_onnxruntime_says_how_to_install_it(
         InvalidInputError, match=r'needs ONNX Runtime; install the ONNX extra: pip install -e "\.\[onnx\]"'
     ):
         encoder.encode(SENTENCES, backend="onnx")
+
+
+def test_torch_threads_are_restored_after_an_onnx_encode(
+    tiny_bert_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    threads = torch.get_num_threads()
+    seen: list[int] = []
+    real_call = OnnxBackbone.__call__
+
+    def spying(self: OnnxBackbone, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return real_call(self, input_ids, attention_mask)
+
+    monkeypatch.setattr(OnnxBackbone, "__call__", spying)
+    encoder.encode(SENTENCES, backend="onnx")
+    assert seen and set(seen) == {1} and torch.get_num_threads() == threads
+
+    def failing(self: OnnxBackbone, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("session failed")
+
+    monkeypatch.setattr(OnnxBackbone, "__call__", failing)
+    with pytest.raises(RuntimeError, match="session failed"):
+        encoder.encode(SENTENCES, backend="onnx")
+    assert torch.get_num_threads() == threads
