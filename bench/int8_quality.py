@@ -16,7 +16,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers.utils import logging as transformers_logging
 
@@ -24,7 +23,7 @@ from sentence_mtl import SentenceEncoder
 from sentence_mtl.data import load_tasks
 from sentence_mtl.metrics import classification_metrics
 from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.similarity import read_sts_pairs, sts_spearman
+from sentence_mtl.similarity import min_cosine, read_sts_pairs, sts_spearman
 
 from encode import DATA
 
@@ -33,10 +32,6 @@ RUNTIMES = {
     "ONNX Runtime fp32": ("onnx", None),
     "ONNX Runtime int8": ("onnx", "int8"),
 }
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.model_files import packaged_model_path
-from sentence_mtl.similarity import read_sts_pairs
+from sentence_mtl.similarity import min_cosine, read_sts_pairs
 
 from encode import DATA, corpus, timed
 
@@ -101,12 +101,6 @@ def our_runtimes(model_dir: Path) -> list[Runtime]:
         Runtime("ours", "ONNX Runtime fp32", runner("onnx", None)),
         Runtime("ours", "ONNX Runtime int8", runner("onnx", "int8"), int8=True),
     ]
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(axis=1).min())
 
 
 def sts_spearman(runtime: Runtime, data: Path) -> float:

@@ -1,4 +1,6 @@
-"""Atomic writes of files and folders: a crash or a full disk never leaves a half-written output behind."""
+"""Files on disk: atomic writes of files and folders (a crash or a full disk never leaves a half-written
+output behind), and the cache folder for what the package derives once and reuses.
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,11 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
 
+def min_cosine(first: np.ndarray, second: np.ndarray) -> float:
+    """The lowest row-by-row cosine of two sets of vectors: how far one runtime strays from another."""
+    return float((unit_rows(first) * unit_rows(second)).sum(axis=1).min())
+
+
 def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarity (works whether or not the vectors are normalised)."""
     unit = unit_rows(embeddings)

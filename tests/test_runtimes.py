@@ -14,6 +14,7 @@ from sentence_mtl.errors import InvalidInputError, ModelLoadError
 from sentence_mtl.multitask import MultiTaskModel
 from sentence_mtl.onnx_export import MODEL_FILE, exported_backbone
 from sentence_mtl.runtimes import OnnxBackbone
+from sentence_mtl.similarity import min_cosine
 from sentence_mtl.tasks import TaskSpec
 
 pytest.importorskip("onnxruntime", reason='the ONNX extra is not installed: pip install -e ".[onnx]"')
@@ -28,12 +29,6 @@ SENTENCES = [
     "Rain is expected tomorrow.",
     "¿Dónde está la biblioteca? 图书馆在哪里？",
 ]
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(axis=1).min())
 
 
 @pytest.fixture
