@@ -31,7 +31,7 @@ from sentence_mtl.model_files import resolve_model
 from sentence_mtl.model_folder import module_entry, read_model_folder
 from sentence_mtl.pooling import Pooling
 from sentence_mtl.projection import Normalize, Projection, resolve_projection
-from sentence_mtl.runtimes import BackboneRuntimes, check_backend, cpu_threads_for
+from sentence_mtl.runtimes import BackboneRuntimes, HiddenStatesFunction, check_backend, cpu_threads_for
 from sentence_mtl.tokenization import Collator, Tokenizer
 from sentence_mtl.transformer import Transformer, transformer_layers
 from sentence_mtl.validation import check_encode_options, validate_sentences
@@ -273,12 +273,8 @@ class SentenceEncoder(nn.Module):
                         (len(chunks[index]), self.embedding_dim), dtype=torch.float32, device=target
                     )
                     for order, batch in prepared.batches:
-                        input_ids, attention_mask = (
-                            batch[key].to(target, non_blocking=pin) for key in ("input_ids", "attention_mask")
-                        )
                         with autocast(target, precision):
-                            hidden = hidden_states(input_ids, attention_mask)
-                            embeddings = self.pool(hidden, attention_mask, prompt_length, normalize)
+                            embeddings = self._embed_batch(batch, hidden_states, prompt_length, normalize)
                         chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = (
                             embeddings.float()
                         )
@@ -297,6 +293,20 @@ class SentenceEncoder(nn.Module):
                 self.max_length,
             )
         return output.numpy() if convert_to == "numpy" else output
+
+    def _embed_batch(
+        self,
+        batch: dict[str, torch.Tensor],
+        hidden_states: HiddenStatesFunction,
+        prompt_length: int,
+        normalize: bool | None,
+    ) -> torch.Tensor:
+        """One padded batch, moved to the encoder's device, through the runtime's backbone and the pooling."""
+        pin = self.device.type == "cuda"
+        input_ids, attention_mask = (
+            batch[key].to(self.device, non_blocking=pin) for key in ("input_ids", "attention_mask")
+        )
+        return self.pool(hidden_states(input_ids, attention_mask), attention_mask, prompt_length, normalize)
 
     def _prepare_chunk(self, texts: list[str], batch_size: int, pin_memory: bool) -> PreparedChunk:
         """Tokenise a chunk, sort it longest first, and pad each batch to its own longest row."""
