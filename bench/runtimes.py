@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.model_files import packaged_model_path
-from sentence_mtl.similarity import min_cosine, read_sts_pairs
+from sentence_mtl.similarity import min_cosine, read_sts_pairs, spearman_of_embeddings
 
 from encode import DATA, corpus, timed
 
@@ -105,12 +104,7 @@ def our_runtimes(model_dir: Path) -> list[Runtime]:
 
 def sts_spearman(runtime: Runtime, data: Path) -> float:
     first, second, scores = read_sts_pairs(data / "stsb" / "dev.tsv")
-    unique = sorted(set(first) | set(second))
-    vectors = runtime.encode(unique, 64)
-    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = {sentence: row for row, sentence in enumerate(unique)}
-    cosine = (vectors[[index[s] for s in first]] * vectors[[index[s] for s in second]]).sum(axis=1)
-    return float(spearmanr(cosine, scores).statistic * 100)
+    return spearman_of_embeddings(lambda texts: runtime.encode(texts, 64), first, second, scores)
 
 
 def best(runtimes: list[Runtime], batch_size: int) -> Runtime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,22 @@ def sts_spearman(
     quantize: str | None = None,
 ) -> float:
     """Spearman correlation ×100 between cosine similarity and gold scores (the STS-B metric)."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return encoder.encode(
+            texts, batch_size=batch_size, precision=precision, backend=backend, quantize=quantize
+        )
+
+    return spearman_of_embeddings(embed, first, second, scores)
+
+
+def spearman_of_embeddings(
+    embed: Callable[[list[str]], np.ndarray], first: list[str], second: list[str], scores: np.ndarray
+) -> float:
+    """The STS metric for any embedding function (another library's model too); each text embedded once."""
     unique = sorted(set(first) | set(second))
     position = {sentence: index for index, sentence in enumerate(unique)}
-    vectors = encoder.encode(
-        unique, batch_size=batch_size, precision=precision, backend=backend, quantize=quantize
-    )
-    unit = unit_rows(vectors)
+    unit = unit_rows(embed(unique))
     left = unit[[position[sentence] for sentence in first]]
     right = unit[[position[sentence] for sentence in second]]
     cosine = (left * right).sum(axis=1)
