@@ -1,7 +1,8 @@
 """Task 1: a sentence encoder — transformer → pooling → optional projection → optional L2 normalise.
 
 Loads the packaged all-MiniLM-L6-v2 offline by default, embeds some sentences, and shows what the
-vectors look like: shape, norms, first values, cosine similarities and nearest neighbours.
+vectors look like: shape, norms, first values, cosine similarities and nearest neighbours. DATA is a
+folder of benchmark sets, e.g. the one `python bench/build_data.py "$DATA"` builds (docs/data.md).
 
     python Task1/task1.py
     python Task1/task1.py --sentences "A cat sat on the mat." "A kitten rested on a rug." "Stocks fell."
@@ -11,9 +12,9 @@ vectors look like: shape, norms, first values, cosine similarities and nearest n
     cat texts.txt | python Task1/task1.py --file - --output vectors.npy
     python Task1/task1.py --pooling max --no-normalize            # design choices
     python Task1/task1.py --projection-dim 128                    # new (untrained) projection
-    python Task1/task1.py --stsb ../shared/data/stsb/dev.tsv       # STS-B Spearman (86.72 for MiniLM)
-    python Task1/task1.py --stsb ../shared/data/stsb/dev.tsv --precision bf16
-    python Task1/task1.py --stsb ../shared/data/stsb/dev.tsv --backend onnx --quantize int8
+    python Task1/task1.py --stsb "$DATA/stsb/dev.tsv"             # STS-B Spearman (86.72 for MiniLM)
+    python Task1/task1.py --stsb "$DATA/stsb/dev.tsv" --precision bf16
+    python Task1/task1.py --stsb "$DATA/stsb/dev.tsv" --backend onnx --quantize int8
     python Task1/task1.py --model BAAI/bge-large-en-v1.5          # needs the Hugging Face Hub
     python Task1/task1.py --model NovaSearch/stella_en_1.5B_v5 --trust-remote-code --prompt s2s_query
 """
@@ -29,13 +30,13 @@ import numpy as np
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder, SentenceMTLError
+from sentence_mtl.analysis.similarity import cosine_matrix, nearest_neighbours, read_sts_pairs, sts_spearman
+from sentence_mtl.encoder.onnx_export import QUANTIZATIONS
+from sentence_mtl.encoder.pooling import POOLING_MODES
+from sentence_mtl.encoder.runtimes import BACKENDS
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.file_prediction import DEFAULT_CHUNK_SIZE, encode_file
-from sentence_mtl.onnx_export import QUANTIZATIONS
-from sentence_mtl.pooling import POOLING_MODES
-from sentence_mtl.runtimes import BACKENDS
-from sentence_mtl.similarity import cosine_matrix, nearest_neighbours, read_sts_pairs, sts_spearman
-from sentence_mtl.text_files import INPUT_FORMATS
+from sentence_mtl.files.prediction import DEFAULT_CHUNK_SIZE, encode_file
+from sentence_mtl.files.reading import INPUT_FORMATS
 
 SAMPLE_SENTENCES = [
     "A man is playing a guitar on stage.",

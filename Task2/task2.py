@@ -32,17 +32,17 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
-from sentence_mtl.demo import DEMO_TASK_LABELS
+from sentence_mtl.data.demo import DEMO_TASK_LABELS
+from sentence_mtl.encoder.model_files import DEFAULT_MODEL_NAME
+from sentence_mtl.encoder.onnx_export import QUANTIZATIONS
+from sentence_mtl.encoder.runtimes import BACKENDS
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.file_prediction import DEFAULT_CHUNK_SIZE, predict_file
-from sentence_mtl.heads import HEAD_TYPES
-from sentence_mtl.model_files import DEFAULT_MODEL_NAME
-from sentence_mtl.multitask import MultiTaskModel, build_model
-from sentence_mtl.onnx_export import QUANTIZATIONS
-from sentence_mtl.output_files import PREDICTION_FORMATS
-from sentence_mtl.runtimes import BACKENDS
-from sentence_mtl.tasks import TaskSpec
-from sentence_mtl.text_files import INPUT_FORMATS, is_standard_stream
+from sentence_mtl.files.prediction import DEFAULT_CHUNK_SIZE, predict_file
+from sentence_mtl.files.reading import INPUT_FORMATS, is_standard_stream
+from sentence_mtl.files.writing import PREDICTION_FORMATS
+from sentence_mtl.model.heads import HEAD_TYPES
+from sentence_mtl.model.multitask import MultiTaskModel, build_model
+from sentence_mtl.model.tasks import TaskSpec
 
 # ---------------------------------------------------------------------- defaults
 DEFAULT_TASKS = {"topic": DEMO_TASK_LABELS["topic"], "sentiment": ["negative", "neutral", "positive"]}

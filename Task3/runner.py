@@ -25,12 +25,12 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder
-from sentence_mtl.data import load_tasks
+from sentence_mtl.analysis.zero_shot import ZeroShotClassifier
+from sentence_mtl.data.task_folders import load_tasks
 from sentence_mtl.devices import peak_memory, reset_peak_memory, resolve_device
 from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import classification_metrics, majority_baseline
 from sentence_mtl.training import TrainingConfig, hardware_description, train
-from sentence_mtl.zero_shot import ZeroShotClassifier
 
 from grid import LABEL_DESCRIPTIONS, Experiment
 from measures import sts_dev_spearman, subset_folder

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sentence_mtl.comparison import welch_interval
+from sentence_mtl.analysis.comparison import welch_interval
 
 from comparisons import candidates_table, ladder_table, models_table, transfer_tables, twins_table, versus
 from grid import TWEETS, Experiment

@@ -1,20 +1,21 @@
-"""Task 4: train the multi-task model — task-sampled batches, weighted losses, metrics, checkpoints.
+r"""Task 4: train the multi-task model — task-sampled batches, weighted losses, metrics, checkpoints.
 
 With no --task it trains on the built-in demo data (6 topics × 3 sentiments) in a few minutes on CPU.
+DATA is a folder of task folders, e.g. the one `python bench/build_data.py "$DATA"` builds (docs/data.md).
 
     python Task4/task4.py                                              # demo data, default settings
     python Task4/task4.py --max-steps 5 --output-dir runs/smoke --overwrite
-    python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
+    python Task4/task4.py --task topic="$DATA/trec" --task sentiment="$DATA/sst" \
         --output-dir runs/trec_sst
-    python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
+    python Task4/task4.py --task topic="$DATA/trec" --task sentiment="$DATA/sst" \
         --freeze encoder                                             # frozen encoder: heads solved exactly
     python Task4/task4.py --resume runs/trec_sst                       # continue an interrupted run
-    python Task4/task4.py --task topic=../shared/data/trec --task sentiment=../shared/data/sst \
+    python Task4/task4.py --task topic="$DATA/trec" --task sentiment="$DATA/sst" \
         --init-from runs/trec_sst/best --freeze head:topic --train-tasks sentiment \
         --output-dir runs/sentiment_only                               # continue one task (Task 3)
     python Task2/task2.py --checkpoint runs/trec_sst/best              # predictions of the best model
-    torchrun --nproc_per_node=4 Task4/task4.py --task topic=../shared/data/trec \
-        --task sentiment=../shared/data/sst --output-dir runs/ddp      # DDP, one process per GPU
+    torchrun --nproc_per_node=4 Task4/task4.py --task topic="$DATA/trec" \
+        --task sentiment="$DATA/sst" --output-dir runs/ddp      # DDP, one process per GPU
 
 Files in OUTPUT_DIR: best/ (MultiTaskModel.save folder), last/ (resumable), metrics.json, log.jsonl.
 SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) writes last/ and exits with 130; --resume continues
@@ -44,7 +45,7 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
-from sentence_mtl.data import load_tasks
+from sentence_mtl.data.task_folders import load_tasks
 from sentence_mtl.errors import InvalidInputError, TrainingInterrupted
 from sentence_mtl.training import AMP_MODES, CLASS_WEIGHTS, TrainingConfig, load_saved_config, train
 from sentence_mtl.training.config import FROZEN_SOLVERS, OBJECTIVES
@@ -218,7 +219,7 @@ def main() -> None:
         level=logging.INFO if main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("sentence_mtl.encoder").setLevel(logging.WARNING)
+    logging.getLogger("sentence_mtl.encoder.sentence_encoder").setLevel(logging.WARNING)
     transformers_logging.disable_progress_bar()
 
     # 1. Config: from the flags, or from the checkpoint being resumed.

@@ -24,9 +24,9 @@ from sentence_transformers import SentenceTransformer
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
+from sentence_mtl.analysis.similarity import read_sts_pairs, spearman_of_embeddings, sts_spearman
 from sentence_mtl.devices import resolve_device
-from sentence_mtl.model_files import packaged_model_path
-from sentence_mtl.similarity import read_sts_pairs, spearman_of_embeddings, sts_spearman
+from sentence_mtl.encoder.model_files import packaged_model_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

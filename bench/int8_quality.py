@@ -1,4 +1,4 @@
-"""Quality of each runtime: STS-B dev Spearman of the encoder, and a trained checkpoint's test scores.
+r"""Quality of each runtime: STS-B dev Spearman of the encoder, and a trained checkpoint's test scores.
 
 Every runtime encodes the same texts; int8 must stay within 0.3 Spearman points of fp32 on STS-B
 dev, and within 0.5 accuracy points on each task's test split. Scores are deterministic (no
@@ -7,7 +7,7 @@ runtime's embeddings.
 
     python bench/int8_quality.py
     python bench/int8_quality.py --checkpoint runs/trec_sst/best \
-        --task topic=../shared/data/trec --task sentiment=../shared/data/sst
+        --task topic="$DATA/trec" --task sentiment="$DATA/sst"
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.data import load_tasks
+from sentence_mtl.analysis.similarity import min_cosine, read_sts_pairs, sts_spearman
+from sentence_mtl.data.task_folders import load_tasks
 from sentence_mtl.metrics import classification_metrics
-from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.similarity import min_cosine, read_sts_pairs, sts_spearman
+from sentence_mtl.model.multitask import MultiTaskModel
 
 from encode import DATA
 

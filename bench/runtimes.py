@@ -31,8 +31,8 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.model_files import packaged_model_path
-from sentence_mtl.similarity import min_cosine, read_sts_pairs, spearman_of_embeddings
+from sentence_mtl.analysis.similarity import min_cosine, read_sts_pairs, spearman_of_embeddings
+from sentence_mtl.encoder.model_files import packaged_model_path
 
 from encode import DATA, corpus, timed
 

@@ -34,11 +34,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl.data import TaskData, load_task_folder
+from sentence_mtl.data.task_folders import TaskData, load_task_folder
 from sentence_mtl.devices import hardware_description, peak_memory, resolve_device
+from sentence_mtl.encoder.model_files import packaged_model_path
 from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import majority_baseline
-from sentence_mtl.model_files import packaged_model_path
 from sentence_mtl.training import TrainingConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

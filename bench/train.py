@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl.data import load_task_folder
+from sentence_mtl.data.task_folders import load_task_folder
 from sentence_mtl.devices import autocast, hardware_description
 from sentence_mtl.training import Trainer, TrainingConfig
 

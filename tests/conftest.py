@@ -31,8 +31,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
 
-from sentence_mtl.data import Split, TaskData
-from sentence_mtl.model_files import packaged_model_path
+from sentence_mtl.data.task_folders import Split, TaskData
+from sentence_mtl.encoder.model_files import packaged_model_path
 from sentence_mtl.training import TrainingConfig, train
 
 

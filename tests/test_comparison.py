@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from sentence_mtl.comparison import Difference, sign_test, welch_interval
+from sentence_mtl.analysis.comparison import Difference, sign_test, welch_interval
 
 
 def test_welch_interval_equals_scipys_welch_t_test_interval() -> None:

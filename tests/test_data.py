@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sentence_mtl.data import (
+from sentence_mtl.data.demo import DEMO_TASK_LABELS
+from sentence_mtl.data.task_folders import (
     DEMO_DATA_DIR,
     Split,
     TaskData,
@@ -17,7 +18,6 @@ from sentence_mtl.data import (
     load_task_folder,
     parse_task_argument,
 )
-from sentence_mtl.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import DataError, InvalidInputError
 
 
@@ -238,7 +238,7 @@ def test_carved_dev_is_stratified_disjoint_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = carve_folder(tmp_path)
-    with caplog.at_level(logging.INFO, logger="sentence_mtl.data"):
+    with caplog.at_level(logging.INFO, logger="sentence_mtl.data.task_folders"):
         task = load_task_folder("t", folder, seed=3, dev_fraction=0.25)
     assert task.dev_carved is True
     assert task.dev is not None

@@ -16,9 +16,9 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.models import Transformer as STTransformer
 
 from sentence_mtl import SentenceEncoder
+from sentence_mtl.encoder.model_files import ModelSource, packaged_model_path
+from sentence_mtl.encoder.transformer import Transformer
 from sentence_mtl.errors import InvalidInputError, InvalidTypeError, ModelLoadError
-from sentence_mtl.model_files import ModelSource, packaged_model_path
-from sentence_mtl.transformer import Transformer
 
 
 def varied_sentences() -> list[str]:
@@ -144,7 +144,7 @@ def test_hub_models_are_read_file_by_file(tiny_qwen2_dir: Path, monkeypatch: pyt
             raise RemoteEntryNotFoundError(f"{filename} not in {repo_id}", response=None)
         return str(path)
 
-    monkeypatch.setattr("sentence_mtl.model_files.hf_hub_download", fake_download)
+    monkeypatch.setattr("sentence_mtl.encoder.model_files.hf_hub_download", fake_download)
     monkeypatch.setattr(ModelSource, "pretrained_location", lambda self, subfolder="": str(tiny_qwen2_dir))
     encoder = SentenceEncoder.from_pretrained("NovaSearch/stella-like", device="cpu")
     assert encoder.embedding_dim == 24 and encoder.pooling.mode == "mean"
@@ -216,7 +216,7 @@ def test_encode_options(packaged_encoder: SentenceEncoder) -> None:
 
 def test_truncation_is_counted_and_warned_once(packaged_encoder: SentenceEncoder, caplog) -> None:
     long_texts = ["word " * 400] * 40 + ["short"]
-    with caplog.at_level(logging.WARNING, logger="sentence_mtl.encoder"):
+    with caplog.at_level(logging.WARNING, logger="sentence_mtl.encoder.sentence_encoder"):
         packaged_encoder.encode(long_texts, batch_size=4)
     warnings = [record for record in caplog.records if "truncated" in record.getMessage()]
     assert len(warnings) == 1 and "40 of 41" in warnings[0].getMessage()

@@ -15,8 +15,8 @@ import torch
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.file_prediction import FileReport, SkippedRow, encode_file, predict_file
-from sentence_mtl.text_files import TEXT_COLUMN
+from sentence_mtl.files.prediction import FileReport, SkippedRow, encode_file, predict_file
+from sentence_mtl.files.reading import TEXT_COLUMN
 
 TEXTS = [
     "The striker scored twice.",

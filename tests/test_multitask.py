@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError
-from sentence_mtl.multitask import CONFIG_NAME, WEIGHTS_NAME, MultiTaskModel
-from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.model.multitask import CONFIG_NAME, WEIGHTS_NAME, MultiTaskModel
+from sentence_mtl.model.tasks import TaskSpec
 
 TASKS = [TaskSpec("topic", ["business", "food", "sports"]), TaskSpec("sentiment", ["negative", "positive"])]
 SENTENCES = ["The team won the cup.", "Stocks fell sharply today", "I loved this pasta!", "meh"]
@@ -379,7 +379,7 @@ def test_extra_tensors_in_the_weights_file_are_a_checkpoint_error(saved: Path) -
 
 
 def test_build_model_seeds_fresh_heads_or_loads_a_trained_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    from sentence_mtl.multitask import build_model
+    from sentence_mtl.model.multitask import build_model
 
     first = build_model(TASKS, tiny_bert_dir, head="mlp", device="cpu", seed=7)
     second = build_model(TASKS, tiny_bert_dir, head="mlp", device="cpu", seed=7)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentence_mtl import output_files
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.output_files import embedding_output, prediction_columns, prediction_output
-from sentence_mtl.tasks import TaskSpec
-from sentence_mtl.text_files import read_text_rows
+from sentence_mtl.files import writing as output_files
+from sentence_mtl.files.reading import read_text_rows
+from sentence_mtl.files.writing import embedding_output, prediction_columns, prediction_output
+from sentence_mtl.model.tasks import TaskSpec
 
 TASKS = [TaskSpec("topic", ["money", "sport"]), TaskSpec("mood", ["bad", "good"])]
 TEXTS = ["tab\there", "line\nbreak, with comma", 'a "quoted" word']

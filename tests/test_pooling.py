@@ -9,9 +9,9 @@ import pytest
 import torch
 from sentence_transformers.models import Pooling as STPooling
 
+from sentence_mtl.encoder.model_files import ModelSource
+from sentence_mtl.encoder.pooling import POOLING_FLAGS, POOLING_MODES, Pooling, pooling_mode_from_config
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
-from sentence_mtl.model_files import ModelSource
-from sentence_mtl.pooling import POOLING_FLAGS, POOLING_MODES, Pooling, pooling_mode_from_config
 
 # Two sentences: 3 real tokens and 1 real token, hidden size 2.
 REAL = [

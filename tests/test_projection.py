@@ -10,15 +10,15 @@ import torch
 from sentence_transformers.models import Dense as STDense
 from sentence_transformers.models import Normalize as STNormalize
 
-from sentence_mtl.errors import InvalidInputError, ModelLoadError
-from sentence_mtl.model_files import ModelSource
-from sentence_mtl.projection import (
+from sentence_mtl.encoder.model_files import ModelSource
+from sentence_mtl.encoder.projection import (
     ACTIVATIONS,
     Normalize,
     Projection,
     activation_name,
     resolve_projection,
 )
+from sentence_mtl.errors import InvalidInputError, ModelLoadError
 
 
 def test_projection_maps_dimension_and_applies_activation() -> None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
-from sentence_mtl.data import load_task_folder
+from sentence_mtl.data.task_folders import load_task_folder
 from sentence_mtl.errors import DataError, InvalidInputError, InvalidTypeError, SentenceMTLError
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

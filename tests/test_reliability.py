@@ -24,9 +24,9 @@ from conftest import ScriptRunner, ToyData
 from safetensors.torch import load_file
 
 import sentence_mtl.io
-import sentence_mtl.multitask
+import sentence_mtl.model.multitask
 from sentence_mtl import MultiTaskModel
-from sentence_mtl.data import load_tasks
+from sentence_mtl.data.task_folders import load_tasks
 from sentence_mtl.errors import CheckpointError, CheckpointWriteError
 from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
 from sentence_mtl.training.run_folder import LOCK_FILE
@@ -171,7 +171,7 @@ def test_unknown_strategy_names_list_the_valid_ones(
 def test_an_unreadable_data_file_is_a_data_error(
     toy: ToyData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sentence_mtl.data import load_task_folder
+    from sentence_mtl.data.task_folders import load_task_folder
     from sentence_mtl.errors import DataError
 
     folder = toy.write_task(tmp_path / "topic", toy.topic)
@@ -295,7 +295,7 @@ def test_a_full_disk_while_saving_best_keeps_the_previous_best(
     with torch.no_grad():
         for parameter in trainer.model.heads.parameters():
             parameter.add_(1.0)
-    monkeypatch.setattr(sentence_mtl.multitask, "save_file", enospc)
+    monkeypatch.setattr(sentence_mtl.model.multitask, "save_file", enospc)
     with pytest.raises(CheckpointWriteError, match=r"No space left on device.*previous best/ is intact"):
         trainer.save_best()
     loaded = MultiTaskModel.load(run_copy / "best")

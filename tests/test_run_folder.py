@@ -101,7 +101,7 @@ def test_ctrl_c_while_the_model_loads_is_one_line_and_leaves_the_earlier_run(
     before = hashes(run_copy)
     held = (
         "import sys, time, runpy\n"
-        "from sentence_mtl.encoder import SentenceEncoder\n"
+        "from sentence_mtl.encoder.sentence_encoder import SentenceEncoder\n"
         "load = SentenceEncoder.from_pretrained.__func__\n"
         "def slow(cls, *args, **kwargs):\n"
         "    print('LOADING', flush=True); time.sleep(60); return load(cls, *args, **kwargs)\n"

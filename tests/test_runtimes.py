@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from sentence_mtl import SentenceEncoder
+from sentence_mtl.analysis.similarity import min_cosine
+from sentence_mtl.encoder.onnx_export import MODEL_FILE, exported_backbone
+from sentence_mtl.encoder.runtimes import OnnxBackbone
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
-from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.onnx_export import MODEL_FILE, exported_backbone
-from sentence_mtl.runtimes import OnnxBackbone
-from sentence_mtl.similarity import min_cosine
-from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.model.multitask import MultiTaskModel
+from sentence_mtl.model.tasks import TaskSpec
 
 pytest.importorskip("onnxruntime", reason='the ONNX extra is not installed: pip install -e ".[onnx]"')
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from sentence_mtl import SentenceEncoder
+from sentence_mtl.encoder.split_models import VERIFIED, SplitModel, ensure_split_model, sha256_of
 from sentence_mtl.errors import ModelLoadError
-from sentence_mtl.split_models import VERIFIED, SplitModel, ensure_split_model, sha256_of
 
 
 def zipped_folder(folder: Path, name: str) -> bytes:
@@ -86,7 +86,7 @@ def test_a_damaged_archive_is_refused_and_nothing_is_kept(tiny_bert_dir: Path, t
 def test_the_hub_name_resolves_to_the_cached_folder(
     tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sentence_mtl import model_files, split_models
+    from sentence_mtl.encoder import model_files, split_models
 
     cached = tmp_path / "cache" / "all-mpnet-base-v2"
     shutil.copytree(tiny_bert_dir, cached)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from sentence_mtl import SentenceEncoder
-from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.tasks import TaskSpec
+from sentence_mtl.model.multitask import MultiTaskModel
+from sentence_mtl.model.tasks import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 UNTRAINED = "Predictions from UNTRAINED heads: their weights are random, so these labels mean nothing."

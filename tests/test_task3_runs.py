@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import ROOT, write_task_folder
 
-from sentence_mtl.data import load_task_folder
+from sentence_mtl.data.task_folders import load_task_folder
 
 
 @pytest.fixture

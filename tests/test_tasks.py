@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sentence_mtl.data import load_task_folder, parse_task_argument
+from sentence_mtl.data.task_folders import load_task_folder, parse_task_argument
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.tasks import TaskSpec, check_task_name
+from sentence_mtl.model.tasks import TaskSpec, check_task_name
 
 ACCEPTED = ["topic", "sst-2", "my_task", "T5", "a"]
 REFUSED = ["", "2x", "_x", "-x", "my task", "a.b", "topic:2", "train", "keys", "é"]

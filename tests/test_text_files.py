@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.text_files import TextRow, TextRowReader, count_data_rows, read_text_rows
+from sentence_mtl.files.reading import TextRow, TextRowReader, count_data_rows, read_text_rows
 
 TEXTS = ["A plain sentence.", 'Commas, "quotes" and more', "naïve café ☕", "last one"]
 

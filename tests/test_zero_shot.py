@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sentence_mtl.analysis.zero_shot import ZeroShotClassifier
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.zero_shot import ZeroShotClassifier
 
 
 def test_scores_are_cosines_and_predictions_their_argmax(packaged_encoder) -> None:

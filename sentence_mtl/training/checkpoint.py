@@ -14,18 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from sentence_mtl.errors import CheckpointError, CheckpointWriteError
 from sentence_mtl.io import atomic_directory, recover_directory
-from sentence_mtl.multitask import MultiTaskModel
+from sentence_mtl.model.multitask import MultiTaskModel
 from sentence_mtl.training.config import TrainingConfig
-
-if TYPE_CHECKING:
-    from sentence_mtl.training.loop import Trainer
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -66,57 +63,108 @@ def save_best(model: MultiTaskModel, folder: Path) -> None:
         model.save(folder, overwrite=True)
 
 
-def save_last(folder: Path, trainer: Trainer) -> None:
+class Stateful(Protocol):
+    """Anything whose position a checkpoint keeps: optimisers, schedulers, samplers, batch streams."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> Any: ...
+
+
+@dataclass
+class ResumeParts:
+    """What ``last/`` holds besides the model and the counters: the state of everything that steps.
+
+    The tensors (optimiser, scheduler, scaler, loss weighting) go to ``optimizer.pt``; the sampler's
+    and batch streams' positions are JSON.
+    """
+
+    optimizer: Stateful
+    scheduler: Stateful
+    scaler: Stateful
+    weighting: Stateful
+    sampler: Stateful
+    streams: dict[str, Stateful]
+
+    def tensors(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "weighting": self.weighting.state_dict(),
+        }
+
+    def positions(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.state_dict(),
+            "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
+        }
+
+    def restore(self, tensors: dict[str, Any], positions: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        self.scheduler.load_state_dict(tensors["scheduler"])
+        self.scaler.load_state_dict(tensors["scaler"])
+        self.weighting.load_state_dict(tensors["weighting"])
+        self.sampler.load_state_dict(positions["sampler"])
+        for name, stream_state in positions["streams"].items():
+            self.streams[name].load_state_dict(stream_state)
+
+
+def save_last(
+    folder: Path,
+    model: MultiTaskModel,
+    parts: ResumeParts,
+    state: TrainState,
+    config: TrainingConfig,
+    task_labels: dict[str, list[str]],
+) -> None:
     """Model + optimiser, scheduler, scaler, weighting and RNG tensors + the JSON state, atomically."""
     tensors = {
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(),
-        "weighting": trainer.weighting.state_dict(),
+        **parts.tensors(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    state = {
-        "config": asdict(trainer.config),
-        "train_state": asdict(trainer.state),
-        "sampler": trainer.sampler.state_dict(),
-        "streams": {name: stream.state_dict() for name, stream in trainer.streams.items()},
+    json_state = {
+        "config": asdict(config),
+        "train_state": asdict(state),
+        **parts.positions(),
         "numpy_rng": _numpy_rng_state(),
-        "tasks": {name: task.labels for name, task in trainer.tasks.items()},
+        "tasks": task_labels,
     }
     with checkpoint_write(folder), atomic_directory(folder, overwrite=True) as staging:
-        trainer.model.save(staging / MODEL_DIR)
+        model.save(staging / MODEL_DIR)
         torch.save(tensors, staging / OPTIMIZER_FILE)
-        (staging / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        (staging / STATE_FILE).write_text(json.dumps(json_state), encoding="utf-8")
 
 
-def load_last(folder: Path, trainer: Trainer) -> None:
-    """Put a trainer back where :func:`save_last` left it: weights, optimiser, positions, RNG, counters."""
-    tensors, state = read_last(folder, trainer.device)
+def load_last(
+    folder: Path,
+    model: MultiTaskModel,
+    parts: ResumeParts,
+    task_labels: dict[str, list[str]],
+    trust_remote_code: bool = False,
+) -> TrainState:
+    """Put a run back where :func:`save_last` left it; returns its counters.
+
+    The weights, optimiser, positions and RNG states are restored in place.
+    """
+    device = next(model.parameters()).device
+    tensors, state = read_last(folder, device)
     saved_tasks = state.get("tasks", {})
-    current = {name: task.labels for name, task in trainer.tasks.items()}
-    if saved_tasks != current:
+    if saved_tasks != task_labels:
         raise CheckpointError(
-            f"{folder} was trained on tasks {saved_tasks}, but this run has {current}; "
+            f"{folder} was trained on tasks {saved_tasks}, but this run has {task_labels}; "
             "use the same --task set"
         )
-    loaded = MultiTaskModel.load(
-        folder / MODEL_DIR, device=trainer.device, trust_remote_code=trainer.config.trust_remote_code
-    )
+    loaded = MultiTaskModel.load(folder / MODEL_DIR, device=device, trust_remote_code=trust_remote_code)
     try:
-        trainer.model.load_state_dict(loaded.state_dict())
-        trainer.optimizer.load_state_dict(tensors["optimizer"])
-        trainer.scheduler.load_state_dict(tensors["scheduler"])
-        trainer.scaler.load_state_dict(tensors["scaler"])
-        trainer.weighting.load_state_dict(tensors["weighting"])
+        model.load_state_dict(loaded.state_dict())
+        parts.restore(tensors, state)
         torch.set_rng_state(tensors["torch_rng"].cpu())
         if tensors["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in tensors["cuda_rng"]])
-        trainer.sampler.load_state_dict(state["sampler"])
-        for name, stream_state in state["streams"].items():
-            trainer.streams[name].load_state_dict(stream_state)
         _set_numpy_rng_state(state["numpy_rng"])
-        trainer.state = TrainState(**state["train_state"])
+        return TrainState(**state["train_state"])
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:

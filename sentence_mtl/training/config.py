@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -132,6 +133,19 @@ class TrainingConfig:
                 raise InvalidInputError(
                     f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
+
+    def named_tasks(self, option: str, available: Iterable[str]) -> list[str]:
+        """The tasks ``option`` (``train_tasks`` or ``select_on``) names; all ``available`` ones for None."""
+        names, available = getattr(self, option), sorted(available)
+        if names is None:
+            return available
+        unknown = sorted(set(names) - set(available))
+        if unknown:
+            raise InvalidInputError(
+                f"--{option.replace('_', '-')} names {unknown}, which this run has no data for; "
+                f"its tasks: {available}"
+            )
+        return sorted(set(names))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:

@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
+from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit
+
 # Inverse L2 strengths tried, from strong to weak regularisation.
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 MAX_ITERATIONS = 2000
@@ -60,6 +62,28 @@ def solve_linear_head(
         solutions.append(LinearSolution(*_logit_layout(model, n_classes, train_x.shape[1]), strength, score))
     # The first best wins a tie: the stronger regularisation.
     return max(solutions, key=lambda solution: solution.dev_score or 0.0)
+
+
+def solve_heads(
+    inputs: ModelInputs,
+    train: dict[str, TokenizedSplit],
+    dev: dict[str, TokenizedSplit],
+    class_counts: dict[str, int],
+    objective: str,
+    balanced: bool,
+) -> dict[str, LinearSolution]:
+    """Each head of ``class_counts`` solved on its task's cached train embeddings; C chosen on dev if any."""
+    solutions = {}
+    for task, n_classes in class_counts.items():
+        data, dev_data = train[task], dev.get(task)
+        held_out = None
+        if dev_data is not None:
+            held_out = (inputs.embeddings("dev", task, dev_data).cpu().numpy(), dev_data.labels.numpy())
+        train_x = inputs.embeddings("train", task, data).cpu().numpy()
+        solutions[task] = solve_linear_head(
+            train_x, data.labels.numpy(), n_classes, held_out, objective=objective, balanced=balanced
+        )
+    return solutions
 
 
 def _logit_layout(model: LogisticRegression, n_classes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,23 +8,21 @@ rank ends with the same metrics.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from sentence_mtl.batching import length_sorted_batches
-from sentence_mtl.devices import autocast, hardware_description
+from sentence_mtl.devices import autocast
 from sentence_mtl.io import atomic_write_text
 from sentence_mtl.metrics import classification_metrics, majority_baseline
-from sentence_mtl.multitask import MultiTaskModel
+from sentence_mtl.model.multitask import MultiTaskModel
 from sentence_mtl.training import distributed
+from sentence_mtl.training.checkpoint import TrainState
 from sentence_mtl.training.distributed import DistributedContext
 from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit
-
-if TYPE_CHECKING:
-    from sentence_mtl.training.loop import Trainer
 
 Scores = dict[str, dict[str, Any]]
 
@@ -84,52 +82,58 @@ def selection_score(dev: Scores, step: int, objective: str = "macro_f1") -> floa
     return float(np.mean([result[objective] for result in dev.values()]))
 
 
-def final_report(trainer: Trainer, stopped_early: bool, start_step: int) -> dict[str, Any]:
-    """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``.
+def dev_record(
+    dev: Scores, selection_tasks: list[str], state: TrainState, objective: str
+) -> tuple[float, dict[str, Any]]:
+    """The selection score of a dev evaluation and its log record (``improved``: a new best)."""
+    selected = {task: dev[task] for task in selection_tasks if task in dev}
+    score = selection_score(selected, state.step, objective)
+    record = {
+        "event": "eval",
+        "step": state.step,
+        "score": score,
+        "improved": score > state.best_score,
+        **{f"{task}/{metric}": dev[task][metric] for task in dev for metric in ("accuracy", "macro_f1")},
+    }
+    return score, record
 
-    Under DDP rank 0 reads ``best/`` and broadcasts the weights, so other machines need no copy.
+
+def load_best(
+    model: MultiTaskModel, folder: Path, trust_remote_code: bool, context: DistributedContext
+) -> None:
+    """Put the weights of the best checkpoint (``folder``) into ``model``.
+
+    Under DDP rank 0 reads the folder and broadcasts the weights, so other machines need no copy.
     """
-
-    def load_best() -> MultiTaskModel:
-        return MultiTaskModel.load(
-            trainer.output_dir / "best",
-            device=trainer.device,
-            trust_remote_code=trainer.config.trust_remote_code,
-        )
-
-    best = distributed.run_on_main(load_best, trainer.dist)
-    if best is not None:
-        trainer.model.load_state_dict(best.state_dict())
-    distributed.broadcast_module(trainer.model, trainer.dist)
-    trainer.inputs.clear()
-    metrics: dict[str, Any] = {"dev": trainer.evaluate("dev")}
-    if trainer.test_data:
-        metrics["test"] = trainer.evaluate("test")
-    metrics["baseline"] = {"dev": trainer.baselines("dev")}
-    if trainer.test_data:
-        metrics["baseline"]["test"] = trainer.baselines("test")
-    metrics.update(
-        {
-            "best_step": trainer.state.best_step,
-            "best_dev_score": trainer.state.best_score,
-            "steps": trainer.state.step,
-            "resumed_from_step": start_step or None,
-            "stopped_early": stopped_early,
-            "skipped_steps": trainer.state.bad_steps,
-            "train_seconds": round(trainer.state.train_seconds, 2),
-            "embeddings_cached": trainer.cached,
-            "amp": trainer.amp,
-            "world_size": trainer.dist.world_size,
-            "parameters": trainer.model.parameter_report(),
-            "task_weights": trainer.weighting.weights(),
-            "sampling_probabilities": trainer.sampler.probabilities(),
-            "dev_split_carved": {name: task.dev_carved for name, task in trainer.tasks.items()},
-            "config": asdict(trainer.config),
-            "hardware": hardware_description(trainer.device),
-            "history": trainer.state.history,
-        }
+    device = next(model.parameters()).device
+    best = distributed.run_on_main(
+        lambda: MultiTaskModel.load(folder, device=device, trust_remote_code=trust_remote_code), context
     )
-    if trainer.dist.is_main:
-        trainer.folder.before_checkpoint()
-        atomic_write_text(trainer.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if best is not None:
+        model.load_state_dict(best.state_dict())
+    distributed.broadcast_module(model, context)
+
+
+def final_scores(
+    inputs: ModelInputs,
+    splits: dict[str, dict[str, TokenizedSplit]],
+    labels: dict[str, list[str]],
+    context: DistributedContext,
+) -> dict[str, Any]:
+    """Dev and test scores of the model as it stands, with the majority-class baseline of each.
+
+    ``splits`` maps ``train``, ``dev`` and ``test`` to each task's data; test is scored only where
+    some task has it.
+    """
+    inputs.clear()
+    scored = ["dev", "test"] if splits["test"] else ["dev"]
+    metrics: dict[str, Any] = {
+        split: evaluate(inputs, splits[split], labels, split, context) for split in scored
+    }
+    metrics["baseline"] = {split: baselines(splits["train"], splits[split], labels) for split in scored}
     return metrics
+
+
+def write_report(output_dir: Path, metrics: dict[str, Any]) -> None:
+    """``metrics.json``, written atomically."""
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))

@@ -1,6 +1,6 @@
 """What the training loop feeds the model: splits tokenised once, endless batch streams, model inputs.
 
-Texts are tokenised once per split through the model's :class:`~sentence_mtl.tokenization.Collator`
+Texts are tokenised once per split through the model's :class:`~sentence_mtl.encoder.tokenization.Collator`
 and padded per batch. With a frozen encoder the embeddings cannot change, so they are computed once
 per split and the heads train on the cached tensors (:class:`ModelInputs`).
 """
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from sentence_mtl.batching import length_grouped_batches, length_sorted_batches, random_batches
-from sentence_mtl.data import Split
+from sentence_mtl.data.task_folders import Split
 from sentence_mtl.devices import autocast
-from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.tokenization import Collator
+from sentence_mtl.encoder.tokenization import Collator
+from sentence_mtl.model.multitask import MultiTaskModel
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,16 @@ class TaskBatchStream:
         self.batches = [np.asarray(batch, dtype=np.int64) for batch in state["batches"]]
         self.position = int(state["position"])
         self.passes = int(state["passes"])
+
+
+def batch_streams(
+    training: dict[str, TokenizedSplit], batch_size: int, seed: int, group_by_length: bool
+) -> dict[str, TaskBatchStream]:
+    """One stream per training task, each with its own seed (tasks in name order)."""
+    return {
+        name: TaskBatchStream(data.lengths, batch_size, seed + 1 + index, group_by_length)
+        for index, (name, data) in enumerate(sorted(training.items()))
+    }
 
 
 class ModelInputs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +19,24 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from sentence_mtl.data import TaskData, tasks_by_name
-from sentence_mtl.devices import resolve_device
+from sentence_mtl.data.task_folders import TaskData, tasks_by_name
+from sentence_mtl.devices import hardware_description, resolve_device
+from sentence_mtl.encoder.tokenization import Collator
 from sentence_mtl.errors import (
     InvalidInputError,
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from sentence_mtl.multitask import MultiTaskModel, build_model
-from sentence_mtl.tasks import TaskSpec
-from sentence_mtl.tokenization import Collator
+from sentence_mtl.model.multitask import MultiTaskModel, build_model
+from sentence_mtl.model.tasks import TaskSpec
 from sentence_mtl.training import checkpoint, distributed, evaluation
 from sentence_mtl.training.budget import step_budget
-from sentence_mtl.training.checkpoint import TrainState
+from sentence_mtl.training.checkpoint import ResumeParts, TrainState
 from sentence_mtl.training.config import TrainingConfig
-from sentence_mtl.training.convex import solve_linear_head
-from sentence_mtl.training.inputs import ModelInputs, TaskBatchStream, TokenizedSplit, tokenize_split
-from sentence_mtl.training.objective import ForwardAndLoss, TaskLoss
+from sentence_mtl.training.convex import solve_heads
+from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit, batch_streams, tokenize_split
+from sentence_mtl.training.objective import ForwardAndLoss, task_loss
 from sentence_mtl.training.optimization import (
-    balanced_class_weights,
     linear_schedule,
     parameter_groups,
     resolve_amp,
@@ -44,7 +44,6 @@ from sentence_mtl.training.optimization import (
 from sentence_mtl.training.run_folder import RunFolder
 from sentence_mtl.training.sampling import TaskSampler, make_sampler
 from sentence_mtl.training.signals import StopRequest
-from sentence_mtl.training.weighting import LossWeighting, make_weighting, parse_static_weights
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,7 @@ class Trainer:
         config.validate()
         self.config = config
         self.tasks = tasks_by_name(tasks)
+        self.task_labels = {name: task.labels for name, task in self.tasks.items()}
         self.output_dir = Path(config.output_dir)
         # Under torchrun (see training.distributed) --batch-size is the global batch, split over ranks.
         self.dist = distributed.current_context()
@@ -78,8 +78,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.amp = resolve_amp(config.amp, self.device)
         self.model = self._prepare_model(model)
-        self.train_task_names = self._task_names("train_tasks")
-        self.selection_task_names = self._task_names("select_on")
+        self.train_task_names = config.named_tasks("train_tasks", self.tasks)
+        self.selection_task_names = config.named_tasks("select_on", self.tasks)
 
         # Tokenise every split once; a frozen encoder's embeddings are computed once too.
         collator = self.model.collator(self.device)
@@ -91,15 +91,10 @@ class Trainer:
 
         # Batching and task sampling: only the training tasks get batches; the others are evaluated only.
         training = {name: self.train_data[name] for name in self.train_task_names}
-        self.streams = {
-            name: TaskBatchStream(
-                data.lengths, config.batch_size, config.seed + 1 + index, config.group_by_length
-            )
-            for index, (name, data) in enumerate(sorted(training.items()))
-        }
+        self.streams = batch_streams(training, config.batch_size, config.seed, config.group_by_length)
         sizes = {name: len(data) for name, data in training.items()}
         self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
-        self.weighting, self.loss = self._objective()
+        self.weighting, self.loss = task_loss(config, self.train_data, self.task_labels, self.device)
         self.objective = ForwardAndLoss(self.inputs, self.loss)
 
         # Steps, optimiser, schedule.
@@ -146,21 +141,8 @@ class Trainer:
             )
         model = model.to(self.device)
         model.apply_freeze(config.freeze)
-        model.check_labels({name: task.labels for name, task in self.tasks.items()})
+        model.check_labels(self.task_labels)
         return model
-
-    def _task_names(self, option: str) -> list[str]:
-        """The tasks a config option (``train_tasks`` or ``select_on``) names; all of them for None."""
-        names = getattr(self.config, option)
-        if names is None:
-            return sorted(self.tasks)
-        unknown = sorted(set(names) - set(self.tasks))
-        if unknown:
-            raise InvalidInputError(
-                f"--{option.replace('_', '-')} names {unknown}, which this run has no data for; "
-                f"its tasks: {sorted(self.tasks)}"
-            )
-        return sorted(set(names))
 
     def _tokenize(self, collator: Collator, split: str) -> dict[str, TokenizedSplit]:
         return {
@@ -168,18 +150,6 @@ class Trainer:
             for name, task in self.tasks.items()
             if getattr(task, split) is not None
         }
-
-    def _objective(self) -> tuple[LossWeighting, TaskLoss]:
-        config, names = self.config, sorted(self.tasks)
-        static = parse_static_weights(config.loss_weights, names) if config.loss_weights else None
-        weighting = make_weighting(config.loss_weighting, names, static).to(self.device)
-        class_weights = {
-            name: balanced_class_weights(data.labels, len(self.tasks[name].labels)).to(self.device)
-            if config.balanced
-            else None
-            for name, data in self.train_data.items()
-        }
-        return weighting, TaskLoss(weighting, class_weights, config.label_smoothing)
 
     def _build_optimizer(self, warmup_steps: int) -> None:
         config = self.config
@@ -204,13 +174,14 @@ class Trainer:
     def evaluate(self, split: str = "dev") -> evaluation.Scores:
         """Accuracy, macro-F1, per-class report and confusion matrix for every task with that split."""
         datasets = self.dev_data if split == "dev" else self.test_data
-        labels = {name: task.labels for name, task in self.tasks.items()}
-        return evaluation.evaluate(self.inputs, datasets, labels, split, self.dist)
+        return evaluation.evaluate(self.inputs, datasets, self.task_labels, split, self.dist)
 
-    def baselines(self, split: str) -> evaluation.Scores:
-        datasets = self.dev_data if split == "dev" else self.test_data
-        labels = {name: task.labels for name, task in self.tasks.items()}
-        return evaluation.baselines(self.train_data, datasets, labels)
+    @property
+    def resume_parts(self) -> ResumeParts:
+        """Everything besides the model and counters that ``last/`` keeps (see training.checkpoint)."""
+        return ResumeParts(
+            self.optimizer, self.scheduler, self.scaler, self.weighting, self.sampler, self.streams
+        )
 
     # ------------------------------------------------------------------ training step
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -286,14 +257,17 @@ class Trainer:
         """
         if self.dist.is_main:
             self.folder.before_checkpoint()
-            checkpoint.save_last(self.output_dir / "last", self)
+            parts, labels = self.resume_parts, self.task_labels
+            checkpoint.save_last(self.output_dir / "last", self.model, parts, self.state, self.config, labels)
 
     def load_last(self, folder: Path) -> None:
         """Restore a ``last/`` checkpoint written by :meth:`save_last` (the model weights included).
 
         A missing, truncated or foreign file is a :class:`CheckpointError` that names it.
         """
-        checkpoint.load_last(folder, self)
+        self.state = checkpoint.load_last(
+            folder, self.model, self.resume_parts, self.task_labels, self.config.trust_remote_code
+        )
 
     # ------------------------------------------------------------------ the loop
     def request_stop(self, signum: int) -> None:
@@ -307,25 +281,12 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> bool:
         """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
         dev = self.evaluate("dev")
-        selected = {task: dev[task] for task in self.selection_task_names if task in dev}
-        score = evaluation.selection_score(selected, self.state.step, self.config.objective)
-        improved = score > self.state.best_score
-        record = {
-            "event": "eval",
-            "step": self.state.step,
-            "score": score,
-            "improved": improved,
-            **{f"{task}/{metric}": dev[task][metric] for task in dev for metric in ("accuracy", "macro_f1")},
-        }
+        objective = self.config.objective
+        score, record = evaluation.dev_record(dev, self.selection_task_names, self.state, objective)
+        improved = record["improved"]
         self.state.history.append(record)
         self.folder.log(record)
-        logger.info(
-            "step %d: dev mean %s %.4f%s",
-            self.state.step,
-            self.config.objective,
-            score,
-            " (best)" if improved else "",
-        )
+        logger.info("step %d: dev mean %s %.4f%s", self.state.step, objective, score, " (best)" * improved)
         if improved:
             self.state.best_score, self.state.best_step = score, self.state.step
             self.state.evals_without_improvement = 0
@@ -416,16 +377,12 @@ class Trainer:
     def _solve_heads(self) -> None:
         """The frozen path's one step: each training task's linear head solved exactly (training.convex)."""
         started = time.perf_counter()
-        for task in self.train_task_names:
-            data, dev = self.train_data[task], self.dev_data.get(task)
-            solution = solve_linear_head(
-                self.inputs.embeddings("train", task, data).cpu().numpy(),
-                data.labels.numpy(),
-                len(self.tasks[task].labels),
-                (self.inputs.embeddings("dev", task, dev).cpu().numpy(), dev.labels.numpy()) if dev else None,
-                objective=self.config.objective,
-                balanced=self.config.balanced,
-            )
+        class_counts = {task: len(self.tasks[task].labels) for task in self.train_task_names}
+        config = self.config
+        solutions = solve_heads(
+            self.inputs, self.train_data, self.dev_data, class_counts, config.objective, config.balanced
+        )
+        for task, solution in solutions.items():
             self.model.set_linear_head(
                 task, torch.from_numpy(solution.weight), torch.from_numpy(solution.bias)
             )
@@ -445,4 +402,33 @@ class Trainer:
 
     def final_report(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
         """Load the best checkpoint, evaluate it on dev and test, write ``metrics.json``."""
-        return evaluation.final_report(self, stopped_early, start_step)
+        evaluation.load_best(self.model, self.output_dir / "best", self.config.trust_remote_code, self.dist)
+        splits = {"train": self.train_data, "dev": self.dev_data, "test": self.test_data}
+        metrics = evaluation.final_scores(self.inputs, splits, self.task_labels, self.dist)
+        metrics.update(self._run_record(stopped_early, start_step))
+        if self.dist.is_main:
+            self.folder.before_checkpoint()
+            evaluation.write_report(self.output_dir, metrics)
+        return metrics
+
+    def _run_record(self, stopped_early: bool, start_step: int) -> dict[str, Any]:
+        """What ``metrics.json`` records of the run besides its scores."""
+        return {
+            "best_step": self.state.best_step,
+            "best_dev_score": self.state.best_score,
+            "steps": self.state.step,
+            "resumed_from_step": start_step or None,
+            "stopped_early": stopped_early,
+            "skipped_steps": self.state.bad_steps,
+            "train_seconds": round(self.state.train_seconds, 2),
+            "embeddings_cached": self.cached,
+            "amp": self.amp,
+            "world_size": self.dist.world_size,
+            "parameters": self.model.parameter_report(),
+            "task_weights": self.weighting.weights(),
+            "sampling_probabilities": self.sampler.probabilities(),
+            "dev_split_carved": {name: task.dev_carved for name, task in self.tasks.items()},
+            "config": asdict(self.config),
+            "hardware": hardware_description(self.device),
+            "history": self.state.history,
+        }

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sentence_mtl.devices import autocast
-from sentence_mtl.training.inputs import Inputs, ModelInputs
-from sentence_mtl.training.weighting import LossWeighting
+from sentence_mtl.training.config import TrainingConfig
+from sentence_mtl.training.inputs import Inputs, ModelInputs, TokenizedSplit
+from sentence_mtl.training.optimization import balanced_class_weights
+from sentence_mtl.training.weighting import LossWeighting, make_weighting, parse_static_weights
 
 
 class TaskLoss(nn.Module):
@@ -55,3 +57,22 @@ class ForwardAndLoss(nn.Module):
         with autocast(self.inputs.device, self.inputs.precision):
             logits = self.inputs.logits(batch, task)
         return self.loss(task, logits, labels)
+
+
+def task_loss(
+    config: TrainingConfig,
+    train: dict[str, TokenizedSplit],
+    task_labels: dict[str, list[str]],
+    device: torch.device,
+) -> tuple[LossWeighting, TaskLoss]:
+    """The config's loss weighting over every task, and the loss with its class weights for each."""
+    names = sorted(task_labels)
+    static = parse_static_weights(config.loss_weights, names) if config.loss_weights else None
+    weighting = make_weighting(config.loss_weighting, names, static).to(device)
+    class_weights = {
+        name: balanced_class_weights(data.labels, len(task_labels[name])).to(device)
+        if config.balanced
+        else None
+        for name, data in train.items()
+    }
+    return weighting, TaskLoss(weighting, class_weights, config.label_smoothing)

@@ -11,7 +11,7 @@ from torch import nn
 from sentence_mtl.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from sentence_mtl.multitask import MultiTaskModel
+    from sentence_mtl.model.multitask import MultiTaskModel
     from sentence_mtl.training.weighting import LossWeighting
 
 

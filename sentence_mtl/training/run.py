@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentence_mtl.data import TaskData, load_tasks
+from sentence_mtl.data.task_folders import TaskData, load_tasks
 from sentence_mtl.training import distributed
 from sentence_mtl.training.config import TrainingConfig
 from sentence_mtl.training.loop import Trainer

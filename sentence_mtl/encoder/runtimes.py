@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from sentence_mtl.encoder.onnx_export import INPUT_NAMES, QUANTIZATIONS, exported_backbone, import_onnxruntime
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.onnx_export import INPUT_NAMES, QUANTIZATIONS, exported_backbone, import_onnxruntime
 
 BACKENDS = ("torch", "onnx")
 HiddenStatesFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -18,13 +18,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sentence_mtl.devices import resolve_device
-from sentence_mtl.encoder import SentenceEncoder
+from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
+from sentence_mtl.encoder.tokenization import Collator
 from sentence_mtl.errors import CheckpointError, InvalidInputError, InvalidTypeError, ModelLoadError
-from sentence_mtl.freezing import check_layer_count, parse_freeze_spec, set_trainable
-from sentence_mtl.heads import HEAD_TYPES, build_head, layer_summary
 from sentence_mtl.io import atomic_directory, write_json
-from sentence_mtl.tasks import TaskSpec
-from sentence_mtl.tokenization import Collator
+from sentence_mtl.model.freezing import check_layer_count, parse_freeze_spec, set_trainable
+from sentence_mtl.model.heads import HEAD_TYPES, build_head, layer_summary
+from sentence_mtl.model.tasks import TaskSpec
 
 CONFIG_NAME = "multitask_config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -1,7 +1,7 @@
 """Prediction over files: stream a text file through an encoder or a multi-task model, chunk by chunk.
 
 Only one chunk of texts and its results are in memory at a time, so a file of any length fits, and
-the output keeps the input's order. A bad row (see :mod:`sentence_mtl.text_files`) stops the run
+the output keeps the input's order. A bad row (see :mod:`sentence_mtl.files.reading`) stops the run
 with its line number, and no output file is left behind, unless ``skip_bad`` is set: then it is
 left out of the output and listed in the :class:`FileReport`, so nothing is dropped silently.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sentence_mtl.encoder import SentenceEncoder
+from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.multitask import MultiTaskModel
-from sentence_mtl.output_files import embedding_output, prediction_output
-from sentence_mtl.text_files import STDOUT_NAME, TextRowReader, count_data_rows, is_standard_stream
+from sentence_mtl.files.reading import STDOUT_NAME, TextRowReader, count_data_rows, is_standard_stream
+from sentence_mtl.files.writing import embedding_output, prediction_output
+from sentence_mtl.model.multitask import MultiTaskModel
 
 logger = logging.getLogger(__name__)
 

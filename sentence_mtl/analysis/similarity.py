@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from sentence_mtl.encoder import SentenceEncoder
+from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
 from sentence_mtl.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from sentence_mtl.encoder.model_files import ModelSource
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
 from sentence_mtl.io import write_json
-from sentence_mtl.model_files import ModelSource
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 # sentence-transformers' legacy pooling flags, in the order it concatenates them. Folders are written

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sentence_mtl.encoder.model_files import ModelSource
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
 from sentence_mtl.io import write_json
-from sentence_mtl.model_files import ModelSource
 
 # sentence-transformers stores the activation as a class path; these are the ones we accept.
 ACTIVATIONS: dict[str, type[nn.Module]] = {

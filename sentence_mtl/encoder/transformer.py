@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
+from sentence_mtl.encoder.model_files import ModelSource
 from sentence_mtl.errors import ModelLoadError
 from sentence_mtl.io import write_json
-from sentence_mtl.model_files import ModelSource
 
 logger = logging.getLogger(__name__)
 

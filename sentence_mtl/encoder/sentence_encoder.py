@@ -2,8 +2,8 @@
 
 It loads sentence-transformers model folders (``modules.json``) and plain Hugging Face models, and
 writes sentence-transformers folders, so its vectors can be checked against that library. As in
-that library, each module reads and writes its own folder (:mod:`~sentence_mtl.transformer`,
-:mod:`~sentence_mtl.pooling`, :mod:`~sentence_mtl.projection`); this file only composes them
+that library, each module reads and writes its own folder (:mod:`~sentence_mtl.encoder.transformer`,
+:mod:`~sentence_mtl.encoder.pooling`, :mod:`~sentence_mtl.encoder.projection`); this file only composes them
 through ``modules.json`` and keeps the prompts of ``config_sentence_transformers.json``.
 """
 
@@ -25,16 +25,21 @@ from transformers import PreTrainedModel
 
 from sentence_mtl.batching import length_sorted_batches
 from sentence_mtl.devices import autocast, resolve_device
+from sentence_mtl.encoder.model_files import resolve_model
+from sentence_mtl.encoder.model_folder import module_entry, read_model_folder
+from sentence_mtl.encoder.pooling import Pooling
+from sentence_mtl.encoder.projection import Normalize, Projection, resolve_projection
+from sentence_mtl.encoder.runtimes import (
+    BackboneRuntimes,
+    HiddenStatesFunction,
+    check_backend,
+    cpu_threads_for,
+)
+from sentence_mtl.encoder.tokenization import Collator, Tokenizer
+from sentence_mtl.encoder.transformer import Transformer, transformer_layers
+from sentence_mtl.encoder.validation import check_encode_options, validate_sentences
 from sentence_mtl.errors import InvalidInputError
 from sentence_mtl.io import atomic_directory, write_json
-from sentence_mtl.model_files import resolve_model
-from sentence_mtl.model_folder import module_entry, read_model_folder
-from sentence_mtl.pooling import Pooling
-from sentence_mtl.projection import Normalize, Projection, resolve_projection
-from sentence_mtl.runtimes import BackboneRuntimes, HiddenStatesFunction, check_backend, cpu_threads_for
-from sentence_mtl.tokenization import Collator, Tokenizer
-from sentence_mtl.transformer import Transformer, transformer_layers
-from sentence_mtl.validation import check_encode_options, validate_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +138,8 @@ class SentenceEncoder(nn.Module):
 
         Args:
             name_or_path: a folder, a hub name, or ``None`` for the packaged all-MiniLM-L6-v2 (offline).
-            pooling: replace the model's pooling mode (one of :data:`~sentence_mtl.pooling.POOLING_MODES`).
+            pooling: replace the model's pooling mode
+                (one of :data:`~sentence_mtl.encoder.pooling.POOLING_MODES`).
             projection_dim: ``0`` drops a projection; another size adds a new, untrained one
                 (seeded, so repeated loads agree) unless the model's projection already has it.
             normalize: force L2 normalisation on or off.
@@ -225,9 +231,9 @@ class SentenceEncoder(nn.Module):
         ``precision``: ``fp32`` (exact), ``bf16`` (CPU with bf16 hardware, or GPU) or ``fp16``
         (GPU only: on CPU it is several times slower than fp32).
 
-        ``backend``: ``torch``, or ``onnx`` for ONNX Runtime on the CPU (:mod:`~sentence_mtl.runtimes`);
-        ``quantize="int8"`` runs its dynamically quantised export. The export is cached by content
-        and made again when the weights change.
+        ``backend``: ``torch``, or ``onnx`` for ONNX Runtime on the CPU
+        (:mod:`~sentence_mtl.encoder.runtimes`); ``quantize="int8"`` runs its dynamically quantised
+        export. The export is cached by content and made again when the weights change.
         """
         texts = validate_sentences(sentences)
         target = resolve_device(device) if device is not None else self.device
@@ -241,11 +247,6 @@ class SentenceEncoder(nn.Module):
         if prompt_text:
             texts = [prompt_text + text for text in texts]
         prompt_length = self.tokenizer.prompt_length(prompt_text) if prompt_text else 0
-        output = torch.empty((len(texts), self.embedding_dim), dtype=torch.float32)
-        chunk_size = batch_size * CHUNK_BATCHES
-        chunks = [texts[start : start + chunk_size] for start in range(0, len(texts), chunk_size)]
-        pin = target.type == "cuda"
-        truncated = 0
         progress = tqdm(
             total=len(texts),
             desc="encode",
@@ -254,33 +255,16 @@ class SentenceEncoder(nn.Module):
                 show_progress_bar if show_progress_bar is not None else logger.isEnabledFor(logging.INFO)
             ),
         )
+        embed = partial(
+            self._embed_batch, hidden_states=hidden_states, prompt_length=prompt_length, normalize=normalize
+        )
         was_training = self.training
         self.eval()
         try:
-            with (
-                ThreadPoolExecutor(max_workers=1) as worker,
-                torch.inference_mode(),
-                cpu_threads_for(backend),
-            ):
-                pending = worker.submit(self._prepare_chunk, chunks[0], batch_size, pin)
-                offset = 0
-                for index in range(len(chunks)):
-                    prepared = pending.result()
-                    if index + 1 < len(chunks):
-                        pending = worker.submit(self._prepare_chunk, chunks[index + 1], batch_size, pin)
-                    truncated += prepared.truncated
-                    chunk_output = torch.empty(
-                        (len(chunks[index]), self.embedding_dim), dtype=torch.float32, device=target
-                    )
-                    for order, batch in prepared.batches:
-                        with autocast(target, precision):
-                            embeddings = self._embed_batch(batch, hidden_states, prompt_length, normalize)
-                        chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = (
-                            embeddings.float()
-                        )
-                        progress.update(len(order))
-                    output[offset : offset + len(chunks[index])] = chunk_output.cpu()
-                    offset += len(chunks[index])
+            with torch.inference_mode(), cpu_threads_for(backend):
+                output, truncated = self._encode_in_chunks(
+                    texts, batch_size, target, precision, embed, progress
+                )
         finally:
             progress.close()
             self.train(was_training)
@@ -293,6 +277,44 @@ class SentenceEncoder(nn.Module):
                 self.max_length,
             )
         return output.numpy() if convert_to == "numpy" else output
+
+    def _encode_in_chunks(
+        self,
+        texts: list[str],
+        batch_size: int,
+        target: torch.device,
+        precision: str,
+        embed: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        progress: tqdm,
+    ) -> tuple[torch.Tensor, int]:
+        """Embeddings of ``texts`` in input order, and how many were truncated.
+
+        A background thread tokenises, sorts and pads the next chunk of ``CHUNK_BATCHES`` batches
+        while the model computes the current one.
+        """
+        output = torch.empty((len(texts), self.embedding_dim), dtype=torch.float32)
+        chunk_size = batch_size * CHUNK_BATCHES
+        chunks = [texts[start : start + chunk_size] for start in range(0, len(texts), chunk_size)]
+        pin = target.type == "cuda"
+        truncated, offset = 0, 0
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            pending = worker.submit(self._prepare_chunk, chunks[0], batch_size, pin)
+            for index, chunk in enumerate(chunks):
+                prepared = pending.result()
+                if index + 1 < len(chunks):
+                    pending = worker.submit(self._prepare_chunk, chunks[index + 1], batch_size, pin)
+                truncated += prepared.truncated
+                chunk_output = torch.empty(
+                    (len(chunk), self.embedding_dim), dtype=torch.float32, device=target
+                )
+                for order, batch in prepared.batches:
+                    with autocast(target, precision):
+                        embeddings = embed(batch)
+                    chunk_output[torch.from_numpy(order).to(target, non_blocking=pin)] = embeddings.float()
+                    progress.update(len(order))
+                output[offset : offset + len(chunk)] = chunk_output.cpu()
+                offset += len(chunk)
+        return output, truncated
 
     def _embed_batch(
         self,

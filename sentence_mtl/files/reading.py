@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from sentence_mtl.data import check_header, is_encodable
+from sentence_mtl.data.task_folders import check_header, is_encodable
 from sentence_mtl.errors import DataError, InvalidInputError
 
 INPUT_FORMATS = ("txt", "tsv", "csv", "jsonl")

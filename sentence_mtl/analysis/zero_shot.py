@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sentence_mtl.encoder import SentenceEncoder
+from sentence_mtl.analysis.similarity import unit_rows
+from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.similarity import unit_rows
 
 
 class ZeroShotClassifier:

@@ -13,11 +13,11 @@ from typing import Any
 
 from torch import nn
 
+from sentence_mtl.encoder.model_files import ModelSource
+from sentence_mtl.encoder.pooling import Pooling
+from sentence_mtl.encoder.projection import Normalize, Projection
+from sentence_mtl.encoder.transformer import Transformer
 from sentence_mtl.errors import ModelLoadError
-from sentence_mtl.model_files import ModelSource
-from sentence_mtl.pooling import Pooling
-from sentence_mtl.projection import Normalize, Projection
-from sentence_mtl.transformer import Transformer
 
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 # The modules after the Transformer, by their sentence-transformers type name; each loads its own folder.

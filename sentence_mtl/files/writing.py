@@ -20,9 +20,9 @@ from typing import Any, BinaryIO, TextIO
 import numpy as np
 
 from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.files.reading import TEXT_COLUMN, format_of, is_standard_stream
 from sentence_mtl.io import atomic_file
-from sentence_mtl.tasks import TaskSpec
-from sentence_mtl.text_files import TEXT_COLUMN, format_of, is_standard_stream
+from sentence_mtl.model.tasks import TaskSpec
 
 PREDICTION_FORMATS = ("tsv", "csv", "jsonl")
 _TSV_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
