@@ -21,21 +21,30 @@ folder of benchmark sets, e.g. the one `python bench/build_data.py "$DATA"` buil
 
 from __future__ import annotations
 
+from sentence_mtl.errors import exit_on_stop_signals, run_script
+
+# Ctrl-C or SIGTERM from here on, while the libraries below load too, is one line and leaves no temporary.
+exit_on_stop_signals()
+
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl import SentenceEncoder, SentenceMTLError
 from sentence_mtl.analysis.similarity import cosine_matrix, nearest_neighbours, read_sts_pairs, sts_spearman
 from sentence_mtl.encoder.onnx_export import QUANTIZATIONS
 from sentence_mtl.encoder.pooling import POOLING_MODES
-from sentence_mtl.encoder.runtimes import BACKENDS
+from sentence_mtl.encoder.runtimes import BACKENDS, default_device
+from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.files.prediction import DEFAULT_CHUNK_SIZE, encode_file
+from sentence_mtl.files.prediction import (
+    DEFAULT_CHUNK_SIZE,
+    check_chunk_size,
+    open_files,
+    read_texts,
+    skipped_lines,
+)
 from sentence_mtl.files.reading import INPUT_FORMATS
 
 SAMPLE_SENTENCES = [
@@ -65,13 +74,17 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--max-length", type=int, default=None, help="truncate texts to this many tokens")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1 (default: cuda if available; cpu with --backend onnx)",
+    )
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="torch",
-        help="runtime of the backbone (onnx: ONNX Runtime, CPU)",
+        help="runtime of the backbone (onnx: ONNX Runtime, on the CPU)",
     )
     parser.add_argument(
         "--quantize",
@@ -90,18 +103,20 @@ def parse_args() -> argparse.Namespace:
     source.add_argument(
         "--file",
         default=None,
-        help="a text file with one sentence per line, or - for stdin; with --output also a .tsv, .csv or "
-        ".jsonl file with a text column",
+        help="a .txt file with one sentence per line (- for stdin), or a .tsv, .csv or .jsonl file with a "
+        "text column",
     )
     parser.add_argument("--stsb", default=None, help="STS-B style TSV (sentence1, sentence2, score) to score")
-    files = parser.add_argument_group("file mode", "embed every row of --file into an .npy file")
-    files.add_argument("--output", default=None, metavar="VECTORS.npy", help="where to write the vectors")
-    files.add_argument(
+    parser.add_argument(
         "--input-format", choices=INPUT_FORMATS, help="format of --file (default: its suffix, txt for -)"
     )
-    files.add_argument(
-        "--skip-bad", action="store_true", help="leave out bad rows and list them, instead of stopping"
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out bad rows of --file and list them, instead of stopping",
     )
+    files = parser.add_argument_group("file mode", "embed every row of --file into an .npy file")
+    files.add_argument("--output", default=None, metavar="VECTORS.npy", help="where to write the vectors")
     files.add_argument(
         "--chunk-size", type=int, help=f"rows read and embedded at a time (default: {DEFAULT_CHUNK_SIZE})"
     )
@@ -109,33 +124,39 @@ def parse_args() -> argparse.Namespace:
 
 
 def is_file_mode(args: argparse.Namespace) -> bool:
-    """True when --output asks to stream --file into an .npy; the file-mode flags need both."""
+    """True when --output asks to stream --file into an .npy; refuses flags that would do nothing."""
+    stray = [flag for flag in ("input_format", "skip_bad") if args.file is None and getattr(args, flag)]
+    if stray:
+        flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in stray)
+        raise InvalidInputError(
+            f"without --file there is no file to read, so {flags} would do nothing; add --file FILE or "
+            f"drop {flags}"
+        )
     if args.output is None:
-        file_flags = ("input_format", "skip_bad", "chunk_size")
-        stray = [flag for flag in file_flags if getattr(args, flag) not in (None, False)]
-        if stray:
-            flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in stray)
+        if args.chunk_size is not None:
             raise InvalidInputError(
-                f"without --output there is no file to stream, so {flags} would do nothing; add "
-                f"--output VECTORS.npy or drop {flags}"
+                "without --output there is no file to stream, so --chunk-size would do nothing; add "
+                "--output VECTORS.npy or drop --chunk-size"
             )
         return False
     if args.file is None:
         raise InvalidInputError(
             "--output writes the vectors of --file's rows; pass --file FILE (or - for stdin)"
         )
+    if args.chunk_size is not None:
+        check_chunk_size(args.chunk_size)
     return True
 
 
 def read_sentences(args: argparse.Namespace) -> list[str]:
+    """--sentences, the texts of --file (read as file mode reads them), or the samples."""
     if args.sentences:
         return args.sentences
     if args.file:
-        try:
-            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise SentenceMTLError(f"cannot read sentences from {args.file}: {error}") from error
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        texts, skipped = read_texts(args.file, args.input_format, args.skip_bad)
+        for line in skipped_lines(args.file, skipped):
+            print(line)
+        return texts
     return SAMPLE_SENTENCES
 
 
@@ -149,14 +170,9 @@ def score_stsb(encoder: SentenceEncoder, args: argparse.Namespace) -> None:
         print(f"\nSTS ({args.stsb}, {len(scores)} pairs): Spearman ×100 = {spearman:.2f}")
 
 
-def main() -> None:
-    args = parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    transformers_logging.disable_progress_bar()
-    file_mode = is_file_mode(args)
-
-    # 1. Build the encoder.
-    encoder = SentenceEncoder.from_pretrained(
+def load_encoder(args: argparse.Namespace) -> SentenceEncoder:
+    """The encoder the flags describe; on the CPU for the ONNX backend unless --device says otherwise."""
+    return SentenceEncoder.from_pretrained(
         args.model,
         pooling=args.pooling,
         projection_dim=args.projection_dim,
@@ -164,25 +180,39 @@ def main() -> None:
         max_length=args.max_length,
         prompt=args.prompt,
         trust_remote_code=args.trust_remote_code,
-        device=args.device,
+        device=default_device(args.device, args.backend),
     )
-    # 2a. File mode: stream every row of --file into the .npy, report, and skip the printouts below.
-    if file_mode:
-        report = encode_file(
+
+
+def embed_file(args: argparse.Namespace) -> None:
+    """File mode: both files are opened and checked first, then the encoder loads and the rows stream."""
+    with open_files(args.file, args.output, input_format=args.input_format, embeddings=True) as files:
+        encoder = load_encoder(args)
+        report = files.encode(
             encoder,
-            args.file,
-            args.output,
             chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
             skip_bad=args.skip_bad,
-            input_format=args.input_format,
             batch_size=args.batch_size,
             precision=args.precision,
             backend=args.backend,
             quantize=args.quantize,
         )
-        print(report.summary())
-        score_stsb(encoder, args)
+    print(report.summary())
+    score_stsb(encoder, args)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    transformers_logging.disable_progress_bar()
+    # File mode: stream every row of --file into the .npy, report, and skip the printouts below.
+    if is_file_mode(args):
+        embed_file(args)
         return
+
+    # 1. Read the sentences (a bad --file fails before the model loads), then build the encoder.
+    sentences = read_sentences(args)
+    encoder = load_encoder(args)
     print("Model")
     for key, value in encoder.describe().items():
         if isinstance(value, int) and not isinstance(value, bool):
@@ -196,7 +226,6 @@ def main() -> None:
         print("  note: a new projection is randomly initialised; train it before trusting its vectors")
 
     # 2. Embed the sentences.
-    sentences = read_sentences(args)
     embeddings = encoder.encode(
         sentences,
         batch_size=args.batch_size,
@@ -226,8 +255,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SentenceMTLError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -24,6 +24,11 @@ Classify every row of a file (.txt, or .tsv/.csv/.jsonl with a text column) with
 
 from __future__ import annotations
 
+from sentence_mtl.errors import exit_on_stop_signals, run_script
+
+# Ctrl-C or SIGTERM from here on, while the libraries below load too, is one line and leaves no temporary.
+exit_on_stop_signals()
+
 import argparse
 import sys
 from typing import TextIO
@@ -31,14 +36,13 @@ from typing import TextIO
 import torch
 from transformers.utils import logging as transformers_logging
 
-from sentence_mtl import SentenceMTLError
 from sentence_mtl.data.demo import DEMO_TASK_LABELS
 from sentence_mtl.encoder.model_files import DEFAULT_MODEL_NAME
 from sentence_mtl.encoder.onnx_export import QUANTIZATIONS
-from sentence_mtl.encoder.runtimes import BACKENDS
+from sentence_mtl.encoder.runtimes import BACKENDS, default_device
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.files.prediction import DEFAULT_CHUNK_SIZE, predict_file
-from sentence_mtl.files.reading import INPUT_FORMATS, is_standard_stream
+from sentence_mtl.files.prediction import DEFAULT_CHUNK_SIZE, check_chunk_size, open_files
+from sentence_mtl.files.reading import INPUT_FORMATS
 from sentence_mtl.files.writing import PREDICTION_FORMATS
 from sentence_mtl.model.heads import HEAD_TYPES
 from sentence_mtl.model.multitask import MultiTaskModel, build_model
@@ -73,12 +77,14 @@ def parse_args() -> argparse.Namespace:
         help=f"sentences per forward pass (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--checkpoint", help="folder from MultiTaskModel.save, e.g. Task 4's OUTPUT_DIR/best")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--device", help="cpu, cuda or cuda:N (default: cuda when available; cpu with --backend onnx)"
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="torch",
-        help="runtime of the encoder (onnx: ONNX Runtime, CPU)",
+        help="runtime of the encoder (onnx: ONNX Runtime, on the CPU)",
     )
     parser.add_argument(
         "--quantize",
@@ -131,6 +137,8 @@ def is_file_mode(args: argparse.Namespace) -> bool:
         )
     if args.sentences:
         raise InvalidInputError("--sentences and --input are alternatives; pass one of them")
+    if args.chunk_size is not None:
+        check_chunk_size(args.chunk_size)
     return True
 
 
@@ -190,12 +198,8 @@ def print_shapes_and_parameters(model: MultiTaskModel, sentences: list[str]) -> 
         print(f"  {label:<30}{counts['trainable']:>12,}{counts['frozen']:>12,}")
 
 
-def main() -> int:
-    args = parse_args()
-    transformers_logging.disable_progress_bar()
-    file_mode = is_file_mode(args)
-
-    # ------------------------------------------------------------------ build or load the model
+def build(args: argparse.Namespace) -> MultiTaskModel:
+    """The model the flags ask for: a saved one (--checkpoint), or an encoder with untrained heads."""
     if args.checkpoint:
         clashing = [flag for flag in ("model", "head", "tasks", "seed") if getattr(args, flag) is not None]
         if clashing:
@@ -209,29 +213,37 @@ def main() -> int:
         init_from=args.checkpoint,
         head=args.head or DEFAULT_HEAD,
         trust_remote_code=args.trust_remote_code,
-        device=args.device,
+        device=default_device(args.device, args.backend),
         seed=DEFAULT_SEED if args.seed is None else args.seed,
     )
-    model.eval()
+    return model.eval()
 
-    # ------------------------------------------------------------------ file mode: rows in, predictions out
-    if file_mode:
-        report = predict_file(
-            model,
-            args.input,
-            args.output,
+
+def classify_file(args: argparse.Namespace) -> None:
+    """File mode: both files are opened and checked first, then the model loads and the rows stream."""
+    with open_files(
+        args.input, args.output, input_format=args.input_format, output_format=args.output_format
+    ) as files:
+        report = files.predict(
+            build(args),
             chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
             skip_bad=args.skip_bad,
             distribution=args.distribution,
-            input_format=args.input_format,
-            output_format=args.output_format,
             batch_size=args.batch_size,
             backend=args.backend,
             quantize=args.quantize,
         )
-        summary_stream: TextIO = sys.stderr if is_standard_stream(args.output) else sys.stdout
-        print(report.summary(), file=summary_stream)
+    summary_stream: TextIO = sys.stderr if files.output.to_stdout else sys.stdout
+    print(report.summary(), file=summary_stream)
+
+
+def main() -> int:
+    args = parse_args()
+    transformers_logging.disable_progress_bar()
+    if is_file_mode(args):
+        classify_file(args)
         return 0
+    model = build(args)
     sentences = args.sentences or SAMPLE_SENTENCES
     print_architecture(model)
     print_shapes_and_parameters(model, sentences)
@@ -254,8 +266,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SentenceMTLError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

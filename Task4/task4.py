@@ -195,6 +195,37 @@ def flags_that_change_a_resumed_run(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def refuse_flags_that_do_nothing(args: argparse.Namespace) -> None:
+    """A flag the run would ignore is refused, so nothing the user typed is silently dropped.
+
+    --init-from brings its own encoder and heads, so --model, --head, --hidden and --dropout
+    (given a value other than the default) would be ignored. --frozen-solver picks how linear heads
+    on a frozen encoder are solved, so without --freeze encoder, or with --head mlp, it does nothing.
+    """
+    defaults = vars(parse_args([]))
+    if args.init_from:
+        ignored = [
+            f"--{flag}"
+            for flag in ("model", "head", "hidden", "dropout")
+            if getattr(args, flag) != defaults[flag]
+        ]
+        if ignored:
+            raise InvalidInputError(
+                f"--init-from brings its own encoder and heads, so {', '.join(ignored)} would be ignored; "
+                f"drop {', '.join(ignored)}"
+            )
+    if args.frozen_solver != defaults["frozen_solver"]:
+        frozen_encoder = "encoder" in (part.strip() for part in args.freeze.split("+"))
+        if not frozen_encoder or args.head == "mlp":
+            reason = (
+                "--head mlp trains its heads by SGD anyway" if frozen_encoder else "the encoder is not frozen"
+            )
+            raise InvalidInputError(
+                f"--frozen-solver picks how linear heads on a frozen encoder are trained, but {reason}, so "
+                "it would do nothing; add --freeze encoder (with linear heads) or drop --frozen-solver"
+            )
+
+
 def print_table(metrics: dict) -> None:
     if not metrics["dev"]:
         print("\nno dev split (no dev file, and --dev-fraction 0): the last step's model is kept")
@@ -232,6 +263,7 @@ def main() -> None:
             )
         config = load_saved_config(args.resume, device=args.device)
     else:
+        refuse_flags_that_do_nothing(args)
         config = TrainingConfig.from_dict(vars(args))  # each flag's dest is the field it sets
 
     # 2. Data: --task NAME=DIR folders, or the built-in demo data; a few decoded samples.

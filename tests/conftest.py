@@ -15,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Exported runtimes go to a fresh cache, never the user's (subprocesses inherit it).
 os.environ["SENTENCE_MTL_CACHE"] = tempfile.mkdtemp(prefix="sentence_mtl_cache_")
 
+import errno
 import importlib
 import json
 import runpy
@@ -222,11 +223,12 @@ ScriptRunner = Callable[..., tuple[int, str, str]]
 def run_script(capsys: pytest.CaptureFixture[str]) -> ScriptRunner:
     """Run a Task script in this process as ``python SCRIPT ARGS`` would; returns (exit code, out, err).
 
-    The script's SIGINT handler is put back afterwards, so a script cannot change this process's.
+    The SIGINT and SIGTERM handlers are put back afterwards, so a script cannot change this process's.
     """
 
     def run(script: str, *args: str) -> tuple[int, str, str]:
-        argv, handler = sys.argv, signal.getsignal(signal.SIGINT)
+        argv = sys.argv
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         sys.argv = [script, *args]
         code = 0
         try:
@@ -235,11 +237,60 @@ def run_script(capsys: pytest.CaptureFixture[str]) -> ScriptRunner:
             code = stop.code if isinstance(stop.code, int) else 1
         finally:
             sys.argv = argv
-            signal.signal(signal.SIGINT, handler)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], Path]]:
+    """Make a folder read-only, as for a user without write permission, even when the tests run as root.
+
+    The mode bits do the work for other users; root ignores them, so for root nothing may be created
+    in the folder (``os.open`` with ``O_CREAT``, ``os.mkdir``) and ``os.access`` says its files cannot
+    be written, as the kernel would answer another user.
+    """
+    folders: list[Path] = []
+    real_open, real_mkdir, real_access = os.open, os.mkdir, os.access
+
+    def check(path: str | Path) -> None:
+        resolved = Path(os.path.abspath(path))
+        if any(folder == resolved.parent or folder in resolved.parents for folder in folders):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def open_(path: str | Path, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if flags & os.O_CREAT:
+            check(path)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    def mkdir(path: str | Path, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        check(path)
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    def access(path: str | Path, mode: int, **options: object) -> bool:
+        try:
+            if mode & os.W_OK:
+                check(path)
+        except PermissionError:
+            return False
+        return real_access(path, mode, **options)  # type: ignore[arg-type]
+
+    def make(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o555)
+        if real_access(folder, os.W_OK):  # root: the mode bits do not bind
+            monkeypatch.setattr(os, "open", open_)
+            monkeypatch.setattr(os, "mkdir", mkdir)
+            monkeypatch.setattr(os, "access", access)
+        folders.append(folder.resolve())
+        return folder
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o755)  # so that pytest can remove it
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
+import os
+import socket
+import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +20,7 @@ import pytest
 import torch
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
-from sentence_mtl.errors import DataError, InvalidInputError
+from sentence_mtl.errors import DataError, InvalidInputError, SentenceMTLError
 from sentence_mtl.files.prediction import FileReport, SkippedRow, encode_file, predict_file
 from sentence_mtl.files.reading import TEXT_COLUMN
 
@@ -120,9 +126,10 @@ def test_encode_file_matches_encode_and_loads_with_mmap(encoder: SentenceEncoder
 
 
 def bad_file(tmp_path: Path) -> Path:
-    """A text file whose line 3 is empty and whose line 5 is not UTF-8."""
-    path = tmp_path / "bad.txt"
-    path.write_bytes(b"first\nsecond\n\nfourth\nfif\xc3\x28th\nsixth\n")
+    """A JSONL file whose line 3 has an empty text and whose line 5 is not UTF-8 (line 7 is blank: no row)."""
+    path = tmp_path / "bad.jsonl"
+    texts = [b"first", b"second", b"", b"fourth", b"fif\xc3\x28th", b"sixth"]
+    path.write_bytes(b"".join(b'{"text": "' + text + b'"}\n' for text in texts) + b"\n")
     return path
 
 
@@ -132,10 +139,10 @@ def test_a_bad_row_stops_the_run_with_its_line_and_leaves_no_output(
     with pytest.raises(DataError) as caught:
         predict_file(model, bad_file(tmp_path), tmp_path / "out.tsv")
     assert str(caught.value) == (
-        f"{tmp_path / 'bad.txt'}, line 3: the line is empty; fix the row or pass --skip-bad "
+        f"{tmp_path / 'bad.jsonl'}, line 3: the text is empty; fix the row or pass --skip-bad "
         "(skip_bad=True) to leave it out"
     )
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.jsonl"]
 
 
 def test_invalid_utf8_is_named_with_its_line(encoder: SentenceEncoder, tmp_path: Path) -> None:
@@ -250,3 +257,157 @@ def test_report_and_bad_arguments(model: MultiTaskModel, tmp_path: Path) -> None
     with pytest.raises(DataError, match="line 1: no 'text' column"):
         predict_file(model, no_text, tmp_path / "out.tsv")
     assert not (tmp_path / "out.tsv").exists()
+
+
+# ---------------------------------------------------------------------- the user's files
+
+
+def test_a_utf16_file_is_refused_before_any_output_even_with_skip_bad(
+    model: MultiTaskModel, tmp_path: Path
+) -> None:
+    source = tmp_path / "texts.txt"
+    source.write_bytes("".join(f"{text}\n" for text in TEXTS).encode("utf-16"))
+    target = tmp_path / "out.tsv"
+    with pytest.raises(DataError, match=r"texts\.txt is UTF-16 text .* re-save it as UTF-8"):
+        predict_file(model, source, target, skip_bad=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["texts.txt"]
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.tsv"])
+def test_blank_lines_at_the_end_or_between_rows_are_passed_over(
+    model: MultiTaskModel, tmp_path: Path, name: str
+) -> None:
+    source = write_input(tmp_path / name, TEXTS[:3])
+    source.write_text(
+        source.read_text(encoding="utf-8").replace("\n", "\n\n", 1) + "\n  \n", encoding="utf-8"
+    )
+    report = predict_file(model, source, tmp_path / "out.tsv")
+    assert report.rows_written == 3 and report.skipped == []
+    assert_same_predictions(read_predictions(tmp_path / "out.tsv"), TEXTS[:3], model)
+
+
+def test_skip_bad_with_every_row_bad_is_an_error_and_keeps_the_earlier_output(
+    model: MultiTaskModel, tmp_path: Path
+) -> None:
+    source = tmp_path / "texts.jsonl"
+    source.write_text('{"text": ""}\n{"sentence": "wrong key"}\n', encoding="utf-8")
+    target = tmp_path / "out.tsv"
+    target.write_text("earlier results\n", encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        predict_file(model, source, target, skip_bad=True)
+    assert str(caught.value) == (
+        f"every row of {source} is bad (2 rows; line 1: the text is empty), so nothing was written; check "
+        "the file's format (--input-format) and encoding"
+    )
+    assert target.read_text(encoding="utf-8") == "earlier results\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.tsv", "texts.jsonl"]
+
+
+def test_an_earlier_outputs_permissions_are_kept_and_a_new_one_gets_the_umasks(
+    model: MultiTaskModel, tmp_path: Path
+) -> None:
+    source = write_input(tmp_path / "in.txt", TEXTS[:2])
+    private = tmp_path / "private.tsv"
+    private.write_text("earlier\n", encoding="utf-8")
+    private.chmod(0o600)
+    predict_file(model, source, private)
+    predict_file(model, source, tmp_path / "new.tsv")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new.tsv").stat().st_mode) == 0o666 & ~umask
+
+
+def test_abandoned_temporaries_of_an_output_are_removed_on_its_next_write(
+    model: MultiTaskModel, tmp_path: Path
+) -> None:
+    """A killed run (SIGKILL, power loss) cannot clean up; the next run to the same output does.
+
+    A temporary some live run still holds (its lock) stays, and so does one made a moment ago.
+    """
+    source = write_input(tmp_path / "in.txt", TEXTS[:2])
+    abandoned, held, young = (
+        tmp_path / f".out.tsv.{name}.tmp" for name in ("abandon1", "heldheld", "young123")
+    )
+    for path in (abandoned, held, young):
+        path.write_text("partial", encoding="utf-8")
+    for path in (abandoned, held):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with held.open("rb") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        predict_file(model, source, tmp_path / "out.tsv")
+    assert not abandoned.exists() and held.exists() and young.exists()
+
+
+def test_a_failure_when_the_output_is_made_durable_is_one_output_error(
+    model: MultiTaskModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_input(tmp_path / "in.txt", TEXTS)
+    target = tmp_path / "out.tsv"
+    target.write_text("earlier results\n", encoding="utf-8")
+
+    def failing_fsync(descriptor: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(
+        SentenceMTLError, match=rf"could not write {target} \(Input/output error\); the earlier"
+    ):
+        predict_file(model, source, target)
+    assert target.read_text(encoding="utf-8") == "earlier results\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt", "out.tsv"]
+
+
+@pytest.fixture
+def full_device(tmp_path: Path) -> Path:
+    """A character device on which every write fails with ENOSPC: a private /dev/full for root, which
+    could replace the real one, and the real one for anyone else."""
+    if os.geteuid() != 0:
+        if not Path("/dev/full").exists():
+            pytest.skip("no /dev/full")
+        return Path("/dev/full")
+    device = tmp_path / "full"
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    return device
+
+
+def test_a_full_device_is_one_output_error_and_stays_a_device(
+    model: MultiTaskModel, tmp_path: Path, full_device: Path
+) -> None:
+    source = write_input(tmp_path / "in.txt", TEXTS)
+    with pytest.raises(SentenceMTLError) as caught:
+        predict_file(model, source, full_device, chunk_size=2)
+    assert str(caught.value) == (
+        f"could not write {full_device} (No space left on device); what was written before the failure is "
+        "all it received. Make room (disk space, quota, ulimit -f) and run again"
+    )
+    assert stat.S_ISCHR(full_device.stat().st_mode)
+
+
+def test_outputs_that_cannot_take_the_file_are_refused_before_any_work(
+    encoder: SentenceEncoder, model: MultiTaskModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_input(tmp_path / "in.txt", TEXTS)
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(InvalidInputError, match=rf"embeddings cannot go to /dev/fd/{write_end}, a pipe"):
+            encode_file(encoder, source, f"/dev/fd/{write_end}")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.tsv"))
+        with pytest.raises(
+            InvalidInputError, match=r"sock\.tsv is a socket, which cannot be opened as a file"
+        ):
+            predict_file(model, source, tmp_path / "sock.tsv")
+    locked = tmp_path / "locked.tsv"
+    locked.write_text("keep me\n", encoding="utf-8")
+    locked.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode, **kw: mode != os.W_OK and real_access(path, mode, **kw)
+    )
+    with pytest.raises(SentenceMTLError, match=r"locked\.tsv is read-only; make it writable \(chmod u\+w\)"):
+        predict_file(model, source, locked)
+    assert locked.read_text(encoding="utf-8") == "keep me\n"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,15 @@ import pytest
 
 from sentence_mtl.errors import InvalidInputError
 from sentence_mtl.files import writing as output_files
+from sentence_mtl.files.destination import Destination
 from sentence_mtl.files.reading import read_text_rows
-from sentence_mtl.files.writing import embedding_output, prediction_columns, prediction_output
+from sentence_mtl.files.writing import (
+    EmbeddingWriter,
+    PredictionWriter,
+    check_npy_name,
+    prediction_columns,
+    prediction_format_of,
+)
 from sentence_mtl.model.tasks import TaskSpec
 
 TASKS = [TaskSpec("topic", ["money", "sport"]), TaskSpec("mood", ["bad", "good"])]
@@ -24,6 +34,29 @@ PREDICTIONS = [
     }
     for _ in TEXTS
 ]
+
+
+@contextmanager
+def prediction_output(
+    path: Path | str, tasks: list[TaskSpec], distribution: bool = False, output_format: str | None = None
+) -> Iterator[PredictionWriter]:
+    """A writer on ``path``, opened as ``open_files`` opens a prediction output."""
+    target = Destination(path)
+    output_format = prediction_format_of(path, output_format, target.is_stream)
+    with target.open(binary=False) as output:
+        yield PredictionWriter(output, output_format, tasks, distribution)
+
+
+@contextmanager
+def embedding_output(path: Path | str, dim: int) -> Iterator[EmbeddingWriter]:
+    """A writer on ``path``, opened as ``open_files`` opens an embedding output; finished on success."""
+    target = Destination(path)
+    if not target.is_stream:
+        check_npy_name(path)
+    with target.open(binary=True) as output:
+        writer = EmbeddingWriter(output, dim)
+        yield writer
+        writer.finish()
 
 
 def write_predictions(path: Path, distribution: bool = False) -> str:
@@ -139,3 +172,28 @@ def test_bad_output_paths_are_refused_before_any_work(tmp_path: Path) -> None:
         embedding_output(tmp_path / "v.npy", 4) as writer,
     ):
         writer.append(np.zeros((2, 3)))
+
+
+def test_a_path_that_is_standard_output_is_written_as_standard_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--output /dev/stdout`` (here ``/dev/fd/N`` of this stdout): appended to as ``-`` would, never
+    replaced, so ``>> log.tsv`` keeps what the log held; the summary then goes to stderr."""
+    log = tmp_path / "log.tsv"
+    log.write_text("earlier line\n", encoding="utf-8")
+    stdout = log.open("a", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    destination = Destination(f"/dev/fd/{stdout.fileno()}")
+    assert destination.is_stdout and destination.is_stream
+    with prediction_output(f"/dev/fd/{stdout.fileno()}", TASKS) as writer:
+        writer.write(TEXTS[:1], PREDICTIONS[:1])
+    stdout.close()
+    assert log.read_text(encoding="utf-8").splitlines()[:2] == [
+        "earlier line",
+        "text\ttopic\ttopic_probability\tmood\tmood_probability",
+    ]
+    assert hidden_files(tmp_path) == []
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))

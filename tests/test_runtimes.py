@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import fcntl
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ScriptRunner
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.analysis.similarity import min_cosine
 from sentence_mtl.encoder.onnx_export import MODEL_FILE, exported_backbone
 from sentence_mtl.encoder.runtimes import OnnxBackbone
-from sentence_mtl.errors import InvalidInputError, ModelLoadError
+from sentence_mtl.errors import InvalidInputError, ModelLoadError, SentenceMTLError
 from sentence_mtl.model.multitask import MultiTaskModel
 from sentence_mtl.model.tasks import TaskSpec
 
@@ -166,3 +171,122 @@ def test_torch_threads_are_restored_after_an_onnx_encode(
     with pytest.raises(RuntimeError, match="session failed"):
         encoder.encode(SENTENCES, backend="onnx")
     assert torch.get_num_threads() == threads
+
+
+# ---------------------------------------------------------------------- the cache on disk
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_cached_export_is_exported_again(tiny_bert_dir: Path, cache: Path, damage: str) -> None:
+    """A cut-short copy, or one overwritten with bytes of the same size, is found by its hash and rebuilt."""
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    encoder.encode(SENTENCES, backend="onnx")
+    [model] = exports(cache)
+    size = model.stat().st_size
+    with model.open("r+b") as handle:
+        if damage == "truncated":
+            handle.truncate(size // 3)
+        else:
+            handle.seek(size // 2)
+            handle.write(b"\xff" * (size // 4))  # NaN where it lands in weights
+
+    fresh = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")  # a new run: no session in memory
+    np.testing.assert_allclose(fresh.encode(SENTENCES, backend="onnx"), fresh.encode(SENTENCES), atol=1e-5)
+    assert exports(cache) == [model] and model.stat().st_size == size
+
+
+def test_a_file_onnx_runtime_cannot_load_names_the_folder_to_delete(
+    tiny_bert_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime
+
+    def refuse(path: str, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Protobuf parsing failed.")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    with pytest.raises(ModelLoadError) as caught:
+        encoder.encode(SENTENCES, backend="onnx")
+    [model] = exports(cache)
+    assert str(caught.value) == (
+        f"ONNX Runtime cannot load {model} (RuntimeError: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF : "
+        f"Protobuf parsing failed.); delete the folder {model.parent} and run again to export it anew"
+    )
+
+
+@pytest.mark.parametrize("where", ["a_file", "read_only"])
+def test_a_cache_that_cannot_be_written_names_the_variable_that_moves_it(
+    tiny_bert_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    read_only: Callable[[Path], Path],
+    where: str,
+) -> None:
+    root = tmp_path / "cache"
+    if where == "a_file":
+        root.write_text("not a folder", encoding="utf-8")
+    else:
+        read_only(root)
+    monkeypatch.setenv("SENTENCE_MTL_CACHE", str(root))
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    with pytest.raises(SentenceMTLError) as caught:
+        encoder.encode(SENTENCES, backend="onnx")
+    problem = f"{root} is a file, not a folder" if where == "a_file" else "Permission denied"
+    assert str(caught.value) == (
+        f"cannot write the cache folder {root / 'onnx'} ({problem}); make it writable, or point "
+        "SENTENCE_MTL_CACHE at a folder you can write"
+    )
+
+
+def test_staging_folders_that_killed_exports_left_are_removed_on_the_next_use(
+    tiny_bert_dir: Path, cache: Path
+) -> None:
+    """Unheld and over a minute old: abandoned. Held by a live export (its lock), or just made: kept."""
+    cache.mkdir(parents=True)
+    abandoned, live, young = (
+        cache / f".{name}.tmp-{name[:8]:_<8}" for name in ("abandoned", "live", "young")
+    )
+    for folder in (abandoned, live, young):
+        folder.mkdir()
+        (folder / "exported.onnx").write_bytes(b"partial")
+    for folder in (abandoned, live):
+        os.utime(folder, (time.time() - 3600, time.time() - 3600))
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu").encode(SENTENCES[:2], backend="onnx")
+        assert not abandoned.exists() and live.exists() and young.exists()
+    finally:
+        os.close(holder)
+    assert len(exports(cache)) == 1
+
+
+def test_the_onnx_backend_loads_on_the_cpu_where_cuda_is_the_default(
+    run_script: ScriptRunner, finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU machine the default device is CUDA, which ONNX Runtime does not use; --backend onnx alone
+    must still run, as the README's commands write it."""
+    monkeypatch.setenv("SENTENCE_MTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    source = tmp_path / "texts.txt"
+    source.write_text("A goal in the last minute.\nRates rose again.\n", encoding="utf-8")
+    output = tmp_path / "out.tsv"
+    code, out, err = run_script(
+        "Task2/task2.py", "--checkpoint", str(finished_run / "best"), "--backend", "onnx", "--input",
+        str(source), "--output", str(output),
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"wrote 2 rows to {output}") and len(output.read_text().splitlines()) == 3
+
+
+def test_a_read_only_cache_that_holds_the_export_is_used(
+    tiny_bert_dir: Path, cache: Path, read_only: Callable[[Path], Path]
+) -> None:
+    """A shared, read-only cache is fine as long as nothing has to be written to it."""
+    encoder = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    expected = encoder.encode(SENTENCES, backend="onnx")
+    [model] = exports(cache)
+    read_only(cache)
+    read_only(model.parent)
+    fresh = SentenceEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    np.testing.assert_allclose(fresh.encode(SENTENCES, backend="onnx"), expected, atol=1e-6)

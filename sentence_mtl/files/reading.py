@@ -5,14 +5,18 @@ column (other columns are ignored); ``.jsonl`` has one object per line with a ``
 is standard input (``txt`` unless a format is given). A file is read as bytes, line by line, and
 each line is decoded as UTF-8 on its own, so a corrupt line is one bad row with its line number
 rather than a crash an hour into a run, and a file of any size never sits in memory. Bad rows are
-yielded with their problem; the caller decides whether to stop or to skip them. A header without a
-``text`` column is different: no row can be read, so it is a :class:`DataError` at once.
+yielded with their problem; the caller decides whether to stop or to skip them. A line that is
+entirely blank is no row at all, as in the training data. Two things mean that no row can be read,
+so they are a :class:`DataError` at once: a header without a ``text`` column, and a file that is
+not UTF-8 as a whole (UTF-16 or UTF-32, with a byte-order mark or with the NUL bytes they put in
+ASCII text; or a binary file).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
 import reprlib
 import sys
@@ -30,6 +34,14 @@ TEXT_COLUMN = "text"
 STDIN_NAME = "<stdin>"
 STDOUT_NAME = "<stdout>"
 _HEADER_FORMATS = ("tsv", "csv")
+# Longer byte-order marks first: UTF-32-LE's begins with UTF-16-LE's.
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+_NUL = b"\x00"
 # csv refuses fields over 131,072 characters by default; the other formats have no limit. 2**31 - 1
 # is the largest value every platform's C long holds.
 _CSV_FIELD_LIMIT = 2**31 - 1
@@ -55,9 +67,17 @@ def input_format_of(source: str | Path, input_format: str | None = None) -> str:
 
 
 def format_of(
-    location: str | Path, given: str | None, valid: tuple[str, ...], stream_default: str, role: str
+    location: str | Path,
+    given: str | None,
+    valid: tuple[str, ...],
+    stream_default: str,
+    role: str,
+    is_stream: bool = False,
 ) -> str:
-    """``given`` if valid, else ``location``'s suffix; ``-`` has none, so it gets ``stream_default``."""
+    """``given`` if valid, else ``location``'s suffix; ``-`` has none, so it gets ``stream_default``.
+
+    So does a stream (``is_stream``: a pipe or device) whose name has no suffix of a format.
+    """
     if given is not None:
         if given not in valid:
             raise InvalidInputError(f"unknown {role} format {given!r}; valid formats are: {', '.join(valid)}")
@@ -65,6 +85,8 @@ def format_of(
     if is_standard_stream(location):
         return stream_default
     suffix = Path(location).suffix.lstrip(".").lower()
+    if suffix not in valid and is_stream:
+        return stream_default
     if suffix not in valid:
         raise InvalidInputError(
             f"cannot tell the {role} format of {location} from its suffix; name the file "
@@ -76,16 +98,18 @@ def format_of(
 class TextRowReader:
     """The rows of one input, read lazily; a context manager, so the file is closed however it ends.
 
-    Opening reads and checks the header of a TSV or CSV file, so a file that cannot be read at all
-    fails here, before the caller creates an output or loads anything slow.
+    Opening reads the first line, checks the encoding and the header of a TSV or CSV file, so a
+    file that cannot be read at all fails here, before the caller creates an output or loads
+    anything slow.
     """
 
     def __init__(self, source: str | Path, input_format: str | None = None) -> None:
+        self.source = source
         self.format = input_format_of(source, input_format)
         self.name = STDIN_NAME if is_standard_stream(source) else str(source)
         self._handle: BinaryIO | None = None if is_standard_stream(source) else _open_binary(Path(source))
-        lines = _lines_without_bom(self._handle or sys.stdin.buffer)
         try:
+            lines = _utf8_lines(self.name, self._handle or sys.stdin.buffer)
             self._rows = _ROW_READERS[self.format](self.name, lines)
         except BaseException:
             self.close()
@@ -117,8 +141,8 @@ def count_data_rows(source: str | Path, input_format: str | None = None) -> int 
 
     It counts line breaks in 1 MiB blocks, far faster than parsing the rows. Standard input and
     anything else that is not a regular file (a pipe, a device) gives None, since counting would
-    consume it. A quoted CSV text that spans several lines counts once per line, so there the total
-    can be a little high.
+    consume it. Blank lines, which are no rows, count too, and so does each line of a quoted CSV
+    text that spans several, so the total can be a little high.
     """
     header = 1 if input_format_of(source, input_format) in _HEADER_FORMATS else 0
     if is_standard_stream(source) or not Path(source).is_file():
@@ -145,19 +169,35 @@ def _open_binary(path: Path) -> BinaryIO:
         ) from None
 
 
-def _lines_without_bom(handle: IO[bytes]) -> Iterator[bytes]:
-    """The raw lines, split on ``\\n`` only (texts may hold other breaks), without a leading UTF-8 BOM."""
+def _utf8_lines(name: str, handle: IO[bytes]) -> Iterator[bytes]:
+    """The raw lines, split on ``\\n`` only (texts may hold other breaks), without a leading UTF-8 BOM.
+
+    The first line is read now: a file in another Unicode encoding is refused as a whole here,
+    since every one of its lines would be garbage, or a bad row, after the model has loaded.
+    """
     lines = iter(handle)
     first = next(lines, None)
     if first is None:
-        return
-    yield first.removeprefix(codecs.BOM_UTF8)
-    yield from lines
+        return iter(())
+    for bom, encoding in _WIDE_BOMS:
+        if first.startswith(bom):
+            raise DataError(
+                f"{name} is {encoding} text (it starts with a {encoding} byte-order mark), but texts are "
+                f"read as UTF-8; re-save it as UTF-8 (iconv -f {encoding} -t UTF-8 converts it)"
+            )
+    if _NUL in first:
+        raise DataError(
+            f"{name}, line 1: NUL bytes, which UTF-8 text never holds: the file is UTF-16 or UTF-32 "
+            "without a byte-order mark, or not text; re-save it as UTF-8"
+        )
+    return itertools.chain([first.removeprefix(codecs.BOM_UTF8)], lines)
 
 
 def _decode_line(raw: bytes) -> tuple[str, str | None]:
-    """The line without its ending, and the problem when its bytes are not UTF-8."""
+    """The line without its ending, and the problem when its bytes are not UTF-8 text."""
     raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    if _NUL in raw:
+        return "", "a NUL byte (\\x00), which text never holds: is this part of the file UTF-16 or binary?"
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError as error:
@@ -201,9 +241,7 @@ def _read_txt(name: str, lines: Iterator[bytes]) -> Iterator[TextRow]:
         text, problem = _decode_line(raw)
         if problem is not None:
             yield TextRow(number, "", problem)
-        elif not text.strip():
-            yield TextRow(number, "", "the line is empty")
-        else:
+        elif text.strip():  # a blank line is no row
             yield TextRow(number, text)
 
 
@@ -224,8 +262,7 @@ def _tsv_rows(lines: Iterator[bytes], columns: list[str], text_index: int) -> It
         if problem is not None:
             yield TextRow(number, "", problem)
             continue
-        if not line.strip():
-            yield TextRow(number, "", "the line is empty")
+        if not line.strip():  # a blank line is no row
             continue
         fields = line.split("\t")
         if len(fields) != len(columns):
@@ -263,8 +300,8 @@ def _csv_rows(name: str, reader: Any, columns: list[str], text_index: int) -> It
         problem = _not_utf8_field(fields)
         if problem is not None:
             yield TextRow(number, "", problem)
-        elif not any(field.strip() for field in fields):
-            yield TextRow(number, "", "the line is empty")
+        elif not any(field.strip() for field in fields):  # a blank line is no row
+            continue
         elif len(fields) != len(columns):
             yield TextRow(
                 number,
@@ -298,12 +335,13 @@ def _not_utf8_field(fields: list[str]) -> str | None:
 def _read_jsonl(name: str, lines: Iterator[bytes]) -> Iterator[TextRow]:
     for number, raw in enumerate(lines, start=1):
         line, problem = _decode_line(raw)
-        yield _jsonl_row(number, line) if problem is None else TextRow(number, "", problem)
+        if problem is not None:
+            yield TextRow(number, "", problem)
+        elif line.strip():  # a blank line is no row
+            yield _jsonl_row(number, line)
 
 
 def _jsonl_row(number: int, line: str) -> TextRow:
-    if not line.strip():
-        return TextRow(number, "", "the line is empty")
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:

@@ -1,8 +1,8 @@
 """Predictions and embeddings out: TSV, CSV or JSONL rows, and ``.npy`` vectors, appended chunk by chunk.
 
-Every output file is written to a temporary sibling and renamed over the target only when
-complete (:func:`sentence_mtl.io.atomic_file`), so a failure never leaves half a file or damages
-an earlier one. Predictions sent to ``-`` go to standard output as they come.
+The writers write to an :class:`~sentence_mtl.files.destination.Output`, which decides how the bytes
+reach the path (a temporary file renamed into place when complete, or a stream written as rows
+come) and turns a failed write into an error that names the output.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import csv
 import io
 import json
 import os
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any
 
 import numpy as np
 
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.files.reading import TEXT_COLUMN, format_of, is_standard_stream
-from sentence_mtl.io import atomic_file
+from sentence_mtl.files.destination import Output
+from sentence_mtl.files.reading import TEXT_COLUMN, format_of
 from sentence_mtl.model.tasks import TaskSpec
 
 PREDICTION_FORMATS = ("tsv", "csv", "jsonl")
@@ -29,9 +27,14 @@ _TSV_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 _EMBEDDING_DTYPE = np.dtype("<f4")
 
 
-def prediction_format_of(destination: str | Path, output_format: str | None = None) -> str:
-    """The format to write predictions in: the one given, else the suffix; ``-`` defaults to ``tsv``."""
-    return format_of(destination, output_format, PREDICTION_FORMATS, "tsv", "output")
+def prediction_format_of(
+    destination: str | Path, output_format: str | None = None, is_stream: bool = False
+) -> str:
+    """The format to write predictions in: the one given, else the suffix; ``-`` defaults to ``tsv``.
+
+    So does a pipe or device whose name has no format suffix (``/dev/fd/63`` of ``>(cmd)``).
+    """
+    return format_of(destination, output_format, PREDICTION_FORMATS, "tsv", "output", is_stream)
 
 
 def prediction_columns(tasks: Sequence[TaskSpec], distribution: bool = False) -> list[str]:
@@ -60,26 +63,29 @@ class PredictionWriter:
     """
 
     def __init__(
-        self, handle: TextIO, output_format: str, tasks: Sequence[TaskSpec], distribution: bool = False
+        self, output: Output, output_format: str, tasks: Sequence[TaskSpec], distribution: bool = False
     ) -> None:
-        self._handle = handle
+        self._output = output
+        self._handle = output.handle
         self._format = output_format
         self._tasks = list(tasks)
         self._distribution = distribution
-        self._csv = csv.writer(handle, lineterminator="\n") if output_format == "csv" else None
+        self._csv = csv.writer(self._handle, lineterminator="\n") if output_format == "csv" else None
         self.rows_written = 0
         columns = prediction_columns(self._tasks, distribution)
         if output_format != "jsonl":
-            self._write_fields(columns)
+            with output.writing():
+                self._write_fields(columns)
 
     def write(self, texts: Sequence[str], predictions: Sequence[Mapping[str, Mapping[str, Any]]]) -> None:
         """Append one row per text, in the order given."""
-        for text, prediction in zip(texts, predictions, strict=True):
-            if self._format == "jsonl":
-                record = {TEXT_COLUMN: text, **{task.name: prediction[task.name] for task in self._tasks}}
-                self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            else:
-                self._write_fields(self._fields(text, prediction))
+        with self._output.writing():
+            for text, prediction in zip(texts, predictions, strict=True):
+                if self._format == "jsonl":
+                    record = {TEXT_COLUMN: text, **{task.name: prediction[task.name] for task in self._tasks}}
+                    self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                else:
+                    self._write_fields(self._fields(text, prediction))
         self.rows_written += len(texts)
 
     def _fields(self, text: str, prediction: Mapping[str, Mapping[str, Any]]) -> list[object]:
@@ -107,13 +113,15 @@ class EmbeddingWriter:
     pads differently fails loudly instead of shifting the data.
     """
 
-    def __init__(self, handle: BinaryIO, dim: int) -> None:
-        self._handle = handle
+    def __init__(self, output: Output, dim: int) -> None:
+        self._output = output
+        self._handle = output.handle
         self.dim = dim
         self.rows_written = 0
         header = _npy_header(0, dim)
         self._header_size = len(header)
-        handle.write(header)
+        with output.writing():
+            self._handle.write(header)
 
     def append(self, vectors: np.ndarray) -> None:
         """Append ``(n, dim)`` vectors as little-endian float32."""
@@ -123,7 +131,8 @@ class EmbeddingWriter:
                 f"vectors of shape {vectors.shape} do not fit a file of {self.dim}-dimensional rows; "
                 f"append arrays of shape (n, {self.dim})"
             )
-        self._handle.write(memoryview(vectors).cast("B"))
+        with self._output.writing():
+            self._handle.write(memoryview(vectors).cast("B"))
         self.rows_written += len(vectors)
 
     def finish(self) -> None:
@@ -135,9 +144,10 @@ class EmbeddingWriter:
                 f"{self._header_size}-byte one for 0 rows, so it cannot be rewritten in place; this numpy "
                 "does not pad headers for growth. Use a numpy that does (1.x and 2.x do)"
             )
-        self._handle.seek(0)
-        self._handle.write(header)
-        self._handle.seek(0, os.SEEK_END)
+        with self._output.writing():
+            self._handle.seek(0)
+            self._handle.write(header)
+            self._handle.seek(0, os.SEEK_END)
 
 
 def _npy_header(rows: int, dim: int) -> bytes:
@@ -153,45 +163,8 @@ def _npy_header(rows: int, dim: int) -> bytes:
     return buffer.getvalue()
 
 
-@contextmanager
-def prediction_output(
-    destination: str | Path,
-    tasks: Sequence[TaskSpec],
-    *,
-    distribution: bool = False,
-    output_format: str | None = None,
-) -> Iterator[PredictionWriter]:
-    """A :class:`PredictionWriter` on ``destination``: a file written atomically, or ``-`` for stdout."""
-    output_format = prediction_format_of(destination, output_format)
-    if is_standard_stream(destination):
-        yield PredictionWriter(sys.stdout, output_format, tasks, distribution)
-        sys.stdout.flush()
-        return
-    with atomic_file(_output_path(destination), "w", encoding="utf-8", newline="") as handle:
-        yield PredictionWriter(handle, output_format, tasks, distribution)
-
-
-@contextmanager
-def embedding_output(destination: str | Path, dim: int) -> Iterator[EmbeddingWriter]:
-    """An :class:`EmbeddingWriter` on an ``.npy`` file written atomically; its header is final on exit."""
-    if is_standard_stream(destination):
-        raise InvalidInputError(
-            "embeddings cannot go to standard output: the .npy header is rewritten at the end; "
-            "give a file path such as vectors.npy"
-        )
+def check_npy_name(destination: str | Path) -> None:
+    """Embeddings are written as ``.npy``; another suffix is refused before any work."""
     path = Path(destination)
     if path.suffix.lower() != ".npy":
         raise InvalidInputError(f"embeddings are written as .npy; name the output {path.with_suffix('.npy')}")
-    with atomic_file(_output_path(path), "wb") as handle:
-        writer = EmbeddingWriter(handle, dim)
-        yield writer
-        writer.finish()
-
-
-def _output_path(destination: str | Path) -> Path:
-    """The output path, with its folder created; a folder in its place is refused before any work."""
-    path = Path(destination)
-    if path.is_dir():
-        raise InvalidInputError(f"{path} is a folder; give a file path for the output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
