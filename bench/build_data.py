@@ -12,11 +12,10 @@ in sentence_mtl/data/public_sets.sha256; exits 1 unless every file matches. See 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sentence_mtl.data.public_sets import SET_NAMES, build, verify
-from sentence_mtl.errors import SentenceMTLError
+from sentence_mtl.errors import run_script
 
 
 def main() -> int:
@@ -45,8 +44,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SentenceMTLError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)
