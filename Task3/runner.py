@@ -190,7 +190,8 @@ def run(experiment: Experiment, seed: int, options: RunOptions) -> dict[str, Any
     """Train one configuration with one seed and return the compact result record."""
     if "zero_shot" in experiment.overrides:
         return run_zero_shot(experiment, seed, options)
-    overrides = {"model": options.model, "amp": options.amp, **experiment.overrides}
+    # The grid measures cross-entropy fine-tuning and freezing, also with few labels: the method is named.
+    overrides = {"model": options.model, "amp": options.amp, "method": "finetune", **experiment.overrides}
     output_dir = options.paths.scratch / experiment.name / f"seed{seed}"
     if experiment.start_from is not None:
         overrides["init_from"] = str(start_checkpoint(experiment, seed, options))

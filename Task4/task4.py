@@ -9,6 +9,7 @@ DATA is a folder of task folders, e.g. the one `python bench/build_data.py "$DAT
         --output-dir runs/trec_sst
     python Task4/task4.py --task topic="$DATA/trec" --task sentiment="$DATA/sst" \
         --freeze encoder                                             # frozen encoder: heads solved exactly
+    python Task4/task4.py --task intent=my_intents                     # 8 labels per class: contrastive
     python Task4/task4.py --resume runs/trec_sst                       # continue an interrupted run
     python Task4/task4.py --task topic="$DATA/trec" --task sentiment="$DATA/sst" \
         --init-from runs/trec_sst/best --freeze head:topic --train-tasks sentiment \
@@ -16,6 +17,11 @@ DATA is a folder of task folders, e.g. the one `python bench/build_data.py "$DAT
     python Task2/task2.py --checkpoint runs/trec_sst/best              # predictions of the best model
     torchrun --nproc_per_node=4 Task4/task4.py --task topic="$DATA/trec" \
         --task sentiment="$DATA/sst" --output-dir runs/ddp      # DDP, one process per GPU
+
+With up to 64 labelled rows per class in every task (and no --freeze encoder or --head mlp), the
+encoder trains on pairs built from the labels and the heads are then solved exactly (SetFit's recipe),
+and no dev rows are carved from train; with more, encoder and heads are fine-tuned together.
+--method contrastive | finetune chooses for you (sentence_mtl/training/method.py).
 
 Files in OUTPUT_DIR: best/ (MultiTaskModel.save folder), last/ (resumable), metrics.json, log.jsonl.
 SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) writes last/ and exits with 130; --resume continues
@@ -45,11 +51,11 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from sentence_mtl import SentenceMTLError
-from sentence_mtl.data.task_folders import load_tasks
 from sentence_mtl.errors import InvalidInputError, TrainingInterrupted
 from sentence_mtl.training import AMP_MODES, CLASS_WEIGHTS, TrainingConfig, load_saved_config, train
-from sentence_mtl.training.config import FROZEN_SOLVERS, OBJECTIVES
+from sentence_mtl.training.config import FROZEN_SOLVERS, METHODS, OBJECTIVES
 from sentence_mtl.training.distributed import is_main_process
+from sentence_mtl.training.method import load_run_tasks
 from sentence_mtl.training.sampling import SAMPLING_STRATEGIES
 from sentence_mtl.training.weighting import LOSS_WEIGHTINGS
 
@@ -117,6 +123,14 @@ def add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="mlp head width")
     model.add_argument(
         "--freeze", default=DEFAULTS.freeze, help="none | encoder | top:K | head:NAME, joined by +"
+    )
+    model.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULTS.method,
+        help="how the encoder trains: finetune (cross-entropy with the heads), contrastive (pairs from "
+        "the labels, then heads solved exactly), or auto: contrastive when every training task has "
+        "few labels per class (sentence_mtl/training/method.py has the rule)",
     )
     model.add_argument(
         "--frozen-solver",
@@ -228,7 +242,10 @@ def refuse_flags_that_do_nothing(args: argparse.Namespace) -> None:
 
 def print_table(metrics: dict) -> None:
     if not metrics["dev"]:
-        print("\nno dev split (no dev file, and --dev-fraction 0): the last step's model is kept")
+        print(
+            "\nno dev split (no dev file, and none carved: --dev-fraction 0, or too few labels per class "
+            "to spare any): the last step's model is kept"
+        )
     for split in ("dev", "test"):
         if not metrics.get(split):
             continue
@@ -267,7 +284,7 @@ def main() -> None:
         config = TrainingConfig.from_dict(vars(args))  # each flag's dest is the field it sets
 
     # 2. Data: --task NAME=DIR folders, or the built-in demo data; a few decoded samples.
-    tasks = load_tasks(config.tasks, seed=config.data_seed, dev_fraction=config.dev_fraction)
+    tasks = load_run_tasks(config)
     for task in tasks if main_process else []:
         sizes = ", ".join(
             f"{split} {len(getattr(task, split))}"

@@ -7,15 +7,36 @@ devices and precisions here, so a name means the same thing everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import resource
+from pathlib import Path
 
 import torch
 
 from sentence_mtl.errors import InvalidInputError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The x86 instruction sets that decide CPU speed in fp32, int8 and bf16, as /proc/cpuinfo names them.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_features() -> tuple[str, ...]:
+    """Which of :data:`CPU_FEATURES` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ()
+    lines = [line for line in text.splitlines() if line.startswith("flags")]
+    flags = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    return tuple(feature for feature in CPU_FEATURES if feature in flags)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 matrix products in hardware (AVX-512 BF16 or AMX), not emulated."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -45,7 +66,11 @@ def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     threads = torch.get_num_threads()
-    return f"{platform.machine()} CPU ({os.cpu_count()} cores, {threads} threads), torch {torch.__version__}"
+    features = " ".join(cpu_features()) or "instruction sets unknown"
+    return (
+        f"{platform.machine()} CPU ({os.cpu_count()} cores, {threads} threads; {features}), "
+        f"torch {torch.__version__}"
+    )
 
 
 def reset_peak_memory(device: torch.device) -> None:

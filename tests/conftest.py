@@ -316,9 +316,14 @@ def run_copy(finished_run: Path, tmp_path: Path) -> Path:
 
 
 def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides: object) -> TrainingConfig:
-    """A few steps on the tiny BERT with learning rates that move it visibly, on the CPU."""
+    """A few steps of fine-tuning on the tiny BERT with learning rates that move it visibly, on the CPU.
+
+    The toy tasks have three rows per label, so ``method="auto"`` would take the contrastive path;
+    these tests are about the fine-tuning loop, so they name it (tests/test_contrastive.py has the other).
+    """
     values = dict(
         output_dir=str(output_dir),
+        method="finetune",
         model=str(tiny_bert_dir),
         batch_size=4,
         max_steps=12,

@@ -237,7 +237,8 @@ def test_without_a_dev_split_the_last_step_is_kept_and_said(
     ]  # fmt: skip
     code, out, err = run_script("Task4/task4.py", *command)
     assert code == 0, err
-    assert "no dev split (no dev file, and --dev-fraction 0): the last step's model is kept" in out
+    assert "no dev split (no dev file, and none carved: --dev-fraction 0" in out
+    assert "the last step's model is kept" in out
     assert "best step 4 of 4" in out and "\ndev " not in out
 
 

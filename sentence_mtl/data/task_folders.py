@@ -315,7 +315,7 @@ def _carve_dev(train: Split, n_labels: int, dev_fraction: float, seed: int) -> t
     except ValueError as error:
         raise DataError(
             f"{train.source}: too few rows to carve a stratified dev split of {dev_fraction:.0%} from it "
-            f"({error}); add a dev file or raise dev_fraction"
+            f"({error}); add a dev file, or train without one (--dev-fraction 0 keeps the last step's model)"
         ) from None
     keep = np.sort(np.concatenate([keep, singletons]))
     dev = np.sort(dev)
@@ -365,18 +365,26 @@ def load_task_folder(name: str, folder: str | Path, seed: int = 0, dev_fraction:
     if dev_path is not None:
         dev = _load_eval_split(dev_path, name, labels, train_path.name)
         return TaskData(name, labels, train, dev, test, False)
-    if dev_fraction == 0:
-        return TaskData(name, labels, train, None, test, False)
-    train, dev = _carve_dev(train, len(labels), dev_fraction, seed)
+    task = TaskData(name, labels, train, None, test, False)
+    return task if dev_fraction == 0 else carve_dev(task, dev_fraction, seed)
+
+
+def carve_dev(task: TaskData, dev_fraction: float, seed: int) -> TaskData:
+    """The task with a stratified ``dev_fraction`` of its train rows as its dev split (it must have none)."""
+    if task.dev is not None:
+        raise InvalidInputError(
+            f"task {task.name!r} already has a dev split; only a task without one is carved"
+        )
+    train, dev = _carve_dev(task.train, len(task.labels), dev_fraction, seed)
     logger.info(
         "task %r: %s has no dev file, so %d of %d training rows (stratified, seed %d) form the dev split",
-        name,
-        folder,
+        task.name,
+        task.train.source,
         len(dev),
         len(dev) + len(train),
         seed,
     )
-    return TaskData(name, labels, train, dev, test, True)
+    return TaskData(task.name, task.labels, train, dev, task.test, True)
 
 
 def load_tasks(arguments: Sequence[str], seed: int = 0, dev_fraction: float = 0.1) -> list[TaskData]:

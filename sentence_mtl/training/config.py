@@ -14,6 +14,7 @@ AMP_MODES = ("auto", "fp32", "bf16", "fp16")
 CLASS_WEIGHTS = ("none", "balanced")
 OBJECTIVES = ("macro_f1", "accuracy")
 FROZEN_SOLVERS = ("convex", "sgd")
+METHODS = ("auto", "finetune", "contrastive")
 
 
 @dataclass
@@ -72,6 +73,7 @@ class TrainingConfig:
     log_every: int = 50
     cache_embeddings: bool = True
     frozen_solver: str = "convex"  # linear heads on a frozen encoder: "convex" (exact) or "sgd"
+    method: str = "auto"  # how the encoder trains: "finetune", "contrastive", or chosen by labels per class
 
     def validate(self) -> None:
         """Reject impossible values with a message that names the option."""
@@ -105,6 +107,7 @@ class TrainingConfig:
                 self.frozen_solver in FROZEN_SOLVERS,
                 f"unknown --frozen-solver {self.frozen_solver!r}; valid: {', '.join(FROZEN_SOLVERS)}",
             ),
+            (self.method in METHODS, f"unknown --method {self.method!r}; valid: {', '.join(METHODS)}"),
             (
                 self.sampling in SAMPLING_STRATEGIES,
                 f"unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLING_STRATEGIES)}",

@@ -30,11 +30,12 @@ from sentence_mtl.errors import (
 from sentence_mtl.model.multitask import MultiTaskModel, build_model
 from sentence_mtl.model.tasks import TaskSpec
 from sentence_mtl.training import checkpoint, distributed, evaluation
-from sentence_mtl.training.budget import step_budget
 from sentence_mtl.training.checkpoint import ResumeParts, TrainState
 from sentence_mtl.training.config import TrainingConfig
+from sentence_mtl.training.contrastive import ContrastiveForwardAndLoss
 from sentence_mtl.training.convex import solve_heads
 from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit, batch_streams, tokenize_split
+from sentence_mtl.training.method import choose_method, method_budget
 from sentence_mtl.training.objective import ForwardAndLoss, task_loss
 from sentence_mtl.training.optimization import (
     linear_schedule,
@@ -78,6 +79,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.amp = resolve_amp(config.amp, self.device)
         self.model = self._prepare_model(model)
+        self.method = choose_method(config, list(self.tasks.values()), self.model.head_type)
         self.train_task_names = config.named_tasks("train_tasks", self.tasks)
         self.selection_task_names = config.named_tasks("select_on", self.tasks)
 
@@ -90,25 +92,23 @@ class Trainer:
         self.inputs = ModelInputs(self.model, collator, self.amp, self.cached)
 
         # Batching and task sampling: only the training tasks get batches; the others are evaluated only.
+        # Contrastive batches are drawn at random: length groups would narrow the pairs a row meets.
         training = {name: self.train_data[name] for name in self.train_task_names}
-        self.streams = batch_streams(training, config.batch_size, config.seed, config.group_by_length)
+        by_length = config.group_by_length and self.method == "finetune"
+        self.streams = batch_streams(training, config.batch_size, config.seed, by_length)
         sizes = {name: len(data) for name, data in training.items()}
         self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
         self.weighting, self.loss = task_loss(config, self.train_data, self.task_labels, self.device)
-        self.objective = ForwardAndLoss(self.inputs, self.loss)
+        self.objective: ForwardAndLoss | ContrastiveForwardAndLoss = ForwardAndLoss(self.inputs, self.loss)
+        if self.method == "contrastive":
+            self.objective = ContrastiveForwardAndLoss(self.inputs, self.weighting)
 
         # Steps, optimiser, schedule.
         self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in training.values())
         self.convex = self.cached and config.frozen_solver == "convex" and self.model.head_type == "linear"
-        budget = step_budget(
-            self.batches_per_epoch,
-            grad_accumulation=config.grad_accumulation,
-            epochs=config.epochs,
-            max_steps=1 if self.convex else config.max_steps,  # one exact solve
-            min_steps=config.min_steps,
-            eval_every=config.eval_every,
-            warmup_ratio=config.warmup_ratio,
-        )
+        has_dev = any(name in self.dev_data for name in self.selection_task_names)
+        stage = "convex" if self.convex else self.method
+        budget = method_budget(config, stage, self.batches_per_epoch, has_dev)
         self.total_steps, self.eval_every = budget.total_steps, budget.eval_every
         self._build_optimizer(budget.warmup_steps)
         self.state = TrainState()
@@ -279,7 +279,12 @@ class Trainer:
         return self._agreed_stop if self.dist.enabled else self.stop.signal
 
     def _evaluate_and_checkpoint(self) -> bool:
-        """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop."""
+        """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop.
+
+        On the contrastive path the heads are first solved on the encoder as it is now.
+        """
+        if self.method == "contrastive":
+            self._solve_heads()
         dev = self.evaluate("dev")
         objective = self.config.objective
         score, record = evaluation.dev_record(dev, self.selection_task_names, self.state, objective)
@@ -344,7 +349,10 @@ class Trainer:
             # The starting model is a candidate too, and step 0 anchors the curves (e.g. forgetting).
             self._evaluate_and_checkpoint()
         if self.convex and self.state.step == 0:
+            started = time.perf_counter()
             self._solve_heads()
+            self.state.step = 1
+            self.state.train_seconds += time.perf_counter() - started
             progress.update(1)
             progress.close()
             self._evaluate_and_checkpoint()
@@ -375,8 +383,12 @@ class Trainer:
         return False
 
     def _solve_heads(self) -> None:
-        """The frozen path's one step: each training task's linear head solved exactly (training.convex)."""
-        started = time.perf_counter()
+        """Each training task's linear head solved exactly on the encoder's embeddings (training.convex).
+
+        The frozen path's one step, and the contrastive path's last, at every evaluation.
+        """
+        if not self.cached:
+            self.inputs.clear()  # the encoder has trained since the embeddings were computed
         class_counts = {task: len(self.tasks[task].labels) for task in self.train_task_names}
         config = self.config
         solutions = solve_heads(
@@ -389,8 +401,6 @@ class Trainer:
             record = {"event": "solve", "task": task, "C": solution.C, "dev_score": solution.dev_score}
             self.folder.log(record)
             self.state.history.append(record)
-        self.state.step = 1
-        self.state.train_seconds += time.perf_counter() - started
 
     def _stop_for_signal(self) -> None:
         self.save_last()
@@ -422,6 +432,7 @@ class Trainer:
             "skipped_steps": self.state.bad_steps,
             "train_seconds": round(self.state.train_seconds, 2),
             "embeddings_cached": self.cached,
+            "method": "convex" if self.convex else self.method,
             "amp": self.amp,
             "world_size": self.dist.world_size,
             "parameters": self.model.parameter_report(),

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentence_mtl.data.task_folders import TaskData, load_tasks
+from sentence_mtl.data.task_folders import TaskData
 from sentence_mtl.training import distributed
 from sentence_mtl.training.config import TrainingConfig
 from sentence_mtl.training.loop import Trainer
+from sentence_mtl.training.method import load_run_tasks
 from sentence_mtl.training.run_folder import RunFolder
 
 
@@ -37,7 +38,7 @@ def train(
         # Checked and locked before anything loads; an earlier run's files stay until the first checkpoint.
         distributed.run_on_main(lambda: folder.claim(overwrite=overwrite, resume=resume), context)
         if tasks is None:
-            tasks = load_tasks(config.tasks, seed=config.data_seed, dev_fraction=config.dev_fraction)
+            tasks = load_run_tasks(config)
         trainer = Trainer(config, tasks, folder=folder)
         if resume:
             trainer.load_last(Path(config.output_dir) / "last")

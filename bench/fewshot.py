@@ -1,0 +1,235 @@
+r"""Few labels: SetFit against Task 4 on N labelled rows per class, the same samples for every method.
+
+For each set, N and seed, a sample of N train rows per class (numpy's default_rng(seed), each class
+without replacement, then shuffled) and the set's whole test split form a task folder with only
+train.tsv and test.tsv, under WORK/samples/. The seed draws the sample and seeds training. Methods,
+each one process timed from its start to its scores (imports, model load, training, test):
+  setfit     SetFit 1.2.0 with the paper's settings (bench/setfit_run.py, run by --setfit-python)
+  defaults   python Task4/task4.py --task NAME=DIR --seed S                (no other flag)
+  frozen     the same with --freeze encoder
+  finetune   the same with --method finetune: cross-entropy fine-tuning, the default for many labels
+Results: WORK/<set>/n<N>/<method>/seed<S>.json; finished runs are skipped on a rerun, and the loop
+goes seed by seed, so a stopped run leaves whole seeds. --table writes WORK/table.md (mean ± sample
+SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit); --figure
+draws accuracy against N per set (matplotlib: pip install -e ".[figures]").
+
+    pip install -e ".[fewshot]"      # setfit, in an environment of its own if you like
+    python bench/fewshot.py --data "$DATA" --sizes 8 --seeds 0 1 2 3 4 --setfit-python python
+    python bench/fewshot.py --data "$DATA" --sizes 64 --seeds 0 1 2 --methods setfit defaults
+    python bench/fewshot.py --table --figure docs/figures/fewshot.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentence_mtl.analysis.comparison import welch_interval
+from sentence_mtl.data.task_folders import load_task_folder
+from sentence_mtl.io import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "fewshot_results"
+SETS = ("trec", "sst", "tweeteval_sentiment", "mr", "cr", "subj", "mpqa")
+METHODS = ("setfit", "defaults", "frozen", "finetune")
+TASK4_FLAGS = {"defaults": [], "frozen": ["--freeze", "encoder"], "finetune": ["--method", "finetune"]}
+
+
+def draw_sample(data: Path, name: str, per_class: int, seed: int, work: Path) -> Path:
+    """WORK/samples/<set>/n<N>/seed<S>/: N train rows per class and the whole test split."""
+    folder = work / "samples" / name / f"n{per_class}" / f"seed{seed}"
+    if (folder / "train.tsv").is_file():
+        return folder
+    task = load_task_folder(name, data / name, dev_fraction=0)
+    labels = np.asarray(task.train.labels)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels == label) for label in range(len(task.labels))]
+    rows = np.concatenate([rng.choice(members, per_class, replace=False) for members in by_class])
+    rng.shuffle(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["text\tlabel"] + [f"{task.train.texts[i]}\t{task.labels[labels[i]]}" for i in rows]
+    atomic_write_text(folder / "train.tsv", "\n".join(lines) + "\n")
+    test = ["text\tlabel"] + [
+        f"{text}\t{task.labels[label]}" for text, label in zip(task.test.texts, task.test.labels, strict=True)
+    ]
+    atomic_write_text(folder / "test.tsv", "\n".join(test) + "\n")
+    return folder
+
+
+def run_method(method: str, folder: Path, seed: int, setfit_python: str) -> dict[str, Any]:
+    """One run as its own process; its scores and wall-clock seconds (or why it failed)."""
+    with tempfile.TemporaryDirectory(prefix="fewshot-") as scratch:
+        if method == "setfit":
+            command = [setfit_python, str(ROOT / "bench" / "setfit_run.py"), "--folder", str(folder)]
+            command += ["--seed", str(seed)]
+        else:
+            command = [sys.executable, str(ROOT / "Task4" / "task4.py"), "--task", f"task={folder}"]
+            command += ["--seed", str(seed), "--output-dir", scratch, *TASK4_FLAGS[method]]
+        environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            return {"error": done.stderr.strip().splitlines()[-1:], "seconds": round(seconds, 1)}
+        if method == "setfit":
+            scores = json.loads(done.stdout.strip().splitlines()[-1])
+            return {"test": scores, "seconds": round(seconds, 1)}
+        metrics = json.loads((Path(scratch) / "metrics.json").read_text())
+    test = {key: metrics["test"]["task"][key] for key in ("accuracy", "macro_f1")}
+    return {"test": test, "seconds": round(seconds, 1), "method_used": metrics.get("method")}
+
+
+def run_all(args: argparse.Namespace) -> None:
+    for per_class in args.sizes:
+        for seed in args.seeds:
+            for name in args.sets:
+                folder = draw_sample(args.data, name, per_class, seed, args.work)
+                for method in args.methods:
+                    path = args.work / name / f"n{per_class}" / method / f"seed{seed}.json"
+                    if path.is_file():
+                        continue
+                    record = run_method(method, folder, seed, args.setfit_python)
+                    record.update(set=name, per_class=per_class, seed=seed, method=method)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(path, json.dumps(record, indent=1))
+                    print(describe(record), flush=True)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: which run, and its test scores and seconds, or why it failed."""
+    scores = record.get("test")
+    shown = f"acc {100 * scores['accuracy']:.1f} F1 {100 * scores['macro_f1']:.1f}" if scores else "failed:"
+    which = f"{record['set']} N={record['per_class']} seed {record['seed']} {record['method']}"
+    return f"{which}: {shown} {record.get('error', '')}({record['seconds']:.0f} s)"
+
+
+def load_records(work: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(work.glob("*/n*/*/seed*.json"))]
+
+
+def matching(records: list[dict[str, Any]], name: str, per_class: int, method: str) -> list[dict[str, Any]]:
+    return [r for r in records if (r["set"], r["per_class"], r["method"]) == (name, per_class, method)]
+
+
+def scores_of(
+    records: list[dict[str, Any]], name: str, per_class: int, method: str, metric: str
+) -> list[float]:
+    """Test scores in percent of one set, size and method; failed runs have none."""
+    found = matching(records, name, per_class, method)
+    return [100 * record["test"][metric] for record in found if "test" in record]
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.1f}{spread}"
+
+
+def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
+    """One markdown table for one N: a row per set, then the mean over sets."""
+    methods = [method for method in METHODS if any(r["method"] == method for r in records)]
+    header = ["set", *(f"{method} acc / F1" for method in methods), "s a run (" + ", ".join(methods) + ")"]
+    header += ["defaults − SetFit, acc [95 % CI]", "F1 [95 % CI]"]
+    lines = [f"**N = {per_class} per class**", "", "| " + " | ".join(header) + " |"]
+    lines.append("|---" * len(header) + "|")
+    means: dict[tuple[str, str], list[float]] = {}
+    for name in SETS:
+        row = [name]
+        for method in methods:
+            accuracy, f1 = (scores_of(records, name, per_class, method, m) for m in ("accuracy", "macro_f1"))
+            count = f" ({len(accuracy)})" if accuracy else ""
+            row.append(f"{cell(accuracy)} / {cell(f1)}{count}")
+            if accuracy:
+                means.setdefault((method, "accuracy"), []).append(statistics.fmean(accuracy))
+                means.setdefault((method, "macro_f1"), []).append(statistics.fmean(f1))
+        seconds = [cell([r["seconds"] for r in matching(records, name, per_class, m)]) for m in methods]
+        row.append(", ".join(seconds))
+        for metric in ("accuracy", "macro_f1"):
+            ours, theirs = (scores_of(records, name, per_class, m, metric) for m in ("defaults", "setfit"))
+            enough = ours and theirs and (len(ours) > 1 or len(theirs) > 1)
+            row.append(welch_interval(ours, theirs).describe() if enough else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    mean_row = ["mean over the sets with every method"]
+    complete = all(len(means.get((m, "accuracy"), [])) == len(SETS) for m in methods)
+    for method in methods:
+        accuracy, f1 = means.get((method, "accuracy"), []), means.get((method, "macro_f1"), [])
+        mean_row.append(f"{statistics.fmean(accuracy):.1f} / {statistics.fmean(f1):.1f}" if complete else "–")
+    lines.append("| " + " | ".join([*mean_row, "", "", ""]) + " |")
+    return lines
+
+
+def table(work: Path) -> str:
+    records = load_records(work)
+    sizes = sorted({record["per_class"] for record in records})
+    failures = [r for r in records if "error" in r]
+    lines = ["Test accuracy / macro-F1 (%), mean ± sample SD over sample seeds (n); seconds a run.", ""]
+    for per_class in sizes:
+        lines += [*size_table(records, per_class), ""]
+    lines += [f"- {describe(record)}" for record in failures]
+    return "\n".join(lines) + "\n"
+
+
+def figure(work: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = load_records(work)
+    sizes = sorted({record["per_class"] for record in records})
+    axes = plt.subplots(1, len(SETS), figsize=(3 * len(SETS), 3), sharex=True)[1]
+    for axis, name in zip(axes, SETS, strict=True):
+        for method in METHODS:
+            points = [(n, scores_of(records, name, n, method, "accuracy")) for n in sizes]
+            points = [(n, values) for n, values in points if values]
+            if not points:
+                continue
+            means = [statistics.fmean(values) for _, values in points]
+            spreads = [statistics.stdev(values) if len(values) > 1 else 0.0 for _, values in points]
+            axis.errorbar([n for n, _ in points], means, yerr=spreads, label=method, capsize=3, marker="o")
+        axis.set_xscale("log", base=2)
+        axis.set_title(name)
+        axis.set_xlabel("labels per class")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[-1].legend(fontsize="small")
+    plt.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the DATA folder")
+    parser.add_argument("--work", type=Path, default=WORK, help="samples and results")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[], help="labels per class, e.g. 8 64")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--setfit-python", default=sys.executable, help="a Python that has setfit")
+    parser.add_argument("--table", action="store_true", help="write WORK/table.md and print it")
+    parser.add_argument("--figure", type=Path, default=None, help="draw accuracy against N into this PNG")
+    args = parser.parse_args()
+    run_all(args)
+    if args.table:
+        text = table(args.work)
+        atomic_write_text(args.work / "table.md", text)
+        print(text)
+    if args.figure:
+        figure(args.work, args.figure)
+
+
+if __name__ == "__main__":
+    main()

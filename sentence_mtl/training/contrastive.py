@@ -1,0 +1,69 @@
+"""The contrastive path for few labels: train the encoder on pairs built from the labels, then solve heads.
+
+With a handful of labels per class, a fresh head and the encoder trained together by cross-entropy
+overfit before they generalise. SetFit (Tunstall et al. 2022, "Efficient Few-Shot Learning Without
+Prompts") trains the Sentence Transformer instead on pairs of labelled sentences, pulling the
+cosine similarity of a same-label pair to 1 and of a different-label pair to 0, and then fits a
+logistic-regression head on the new embeddings. This module does the same with every pair in a
+batch rather than sampled pairs: a batch of ``B`` rows of one task gives ``B(B-1)/2`` pairs for one
+forward pass of ``B`` sentences. Same-label and different-label pairs count equally (their two
+mean losses are averaged), so the many negatives of a task with many classes do not drown the
+positives. Pairs never cross tasks: every batch belongs to one task.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sentence_mtl.devices import autocast
+from sentence_mtl.training.inputs import Inputs, ModelInputs
+from sentence_mtl.training.weighting import LossWeighting
+
+# Passes over the training rows of the contrastive stage, unless --epochs or --max-steps say otherwise.
+CONTRASTIVE_EPOCHS = 40.0
+
+
+def pair_relations(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks ``(B, B)`` of the same-label and the different-label pairs ``i < j`` among a batch's rows."""
+    same = labels[:, None] == labels[None, :]
+    upper = torch.ones_like(same).triu(diagonal=1)
+    return same & upper, ~same & upper
+
+
+def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SetFit's pair loss over every pair in the batch: ``(cos - 1)²`` same-label, ``cos²`` otherwise.
+
+    The mean over same-label pairs and the mean over different-label pairs are averaged; a batch
+    with pairs of one relation only uses that one. A batch of one row has no pair and gives 0
+    (still connected to the graph, so every rank of a distributed run takes part in the step).
+    """
+    unit = F.normalize(embeddings.float(), dim=-1)
+    cosine = unit @ unit.T
+    similar, different = pair_relations(labels)
+    terms = [((cosine[similar] - 1) ** 2).mean()] if similar.any() else []
+    if different.any():
+        terms.append((cosine[different] ** 2).mean())
+    if not terms:
+        return cosine.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+class ContrastiveForwardAndLoss(nn.Module):
+    """Token batch of one task → the encoder's embeddings → the pair loss, weighted across tasks.
+
+    The counterpart of :class:`~sentence_mtl.training.objective.ForwardAndLoss` for the contrastive
+    stage: the heads are not used (they are solved afterwards), only the encoder trains.
+    """
+
+    def __init__(self, inputs: ModelInputs, weighting: LossWeighting) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.model = inputs.model  # registered here, so DDP wraps the model's parameters
+        self.weighting = weighting
+
+    def forward(self, batch: Inputs, task: str, labels: torch.Tensor) -> torch.Tensor:
+        with autocast(self.inputs.device, self.inputs.precision):
+            embeddings = self.model.embed(batch)
+        return self.weighting(task, cosine_pair_loss(embeddings, labels))
