@@ -85,7 +85,10 @@ def add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
         help="repeatable; default: demo",
     )
     data.add_argument(
-        "--dev-fraction", type=float, default=0.1, help="dev share carved from train when no dev file"
+        "--dev-fraction",
+        type=float,
+        default=0.1,
+        help="dev share carved from train when a task has no dev file and over 64 labelled rows per class",
     )
     data.add_argument(
         "--train-tasks",

@@ -45,19 +45,24 @@ METHODS = ("setfit", "defaults", "frozen", "finetune")
 TASK4_FLAGS = {"defaults": [], "frozen": ["--freeze", "encoder"], "finetune": ["--method", "finetune"]}
 
 
+def sample_rows(labels: list[int], n_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """``per_class`` rows of each class (default_rng(seed), without replacement), then shuffled."""
+    labels_array, rng = np.asarray(labels), np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels_array == label) for label in range(n_classes)]
+    rows = np.concatenate([rng.choice(members, per_class, replace=False) for members in by_class])
+    rng.shuffle(rows)
+    return rows
+
+
 def draw_sample(data: Path, name: str, per_class: int, seed: int, work: Path) -> Path:
     """WORK/samples/<set>/n<N>/seed<S>/: N train rows per class and the whole test split."""
     folder = work / "samples" / name / f"n{per_class}" / f"seed{seed}"
     if (folder / "train.tsv").is_file():
         return folder
     task = load_task_folder(name, data / name, dev_fraction=0)
-    labels = np.asarray(task.train.labels)
-    rng = np.random.default_rng(seed)
-    by_class = [np.flatnonzero(labels == label) for label in range(len(task.labels))]
-    rows = np.concatenate([rng.choice(members, per_class, replace=False) for members in by_class])
-    rng.shuffle(rows)
+    rows = sample_rows(task.train.labels, len(task.labels), per_class, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["text\tlabel"] + [f"{task.train.texts[i]}\t{task.labels[labels[i]]}" for i in rows]
+    lines = ["text\tlabel"] + [f"{task.train.texts[i]}\t{task.labels[task.train.labels[i]]}" for i in rows]
     atomic_write_text(folder / "train.tsv", "\n".join(lines) + "\n")
     test = ["text\tlabel"] + [
         f"{text}\t{task.labels[label]}" for text, label in zip(task.test.texts, task.test.labels, strict=True)
@@ -160,13 +165,34 @@ def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
             enough = ours and theirs and (len(ours) > 1 or len(theirs) > 1)
             row.append(welch_interval(ours, theirs).describe() if enough else "–")
         lines.append("| " + " | ".join(row) + " |")
-    mean_row = ["mean over the sets with every method"]
-    complete = all(len(means.get((m, "accuracy"), [])) == len(SETS) for m in methods)
-    for method in methods:
-        accuracy, f1 = means.get((method, "accuracy"), []), means.get((method, "macro_f1"), [])
-        mean_row.append(f"{statistics.fmean(accuracy):.1f} / {statistics.fmean(f1):.1f}" if complete else "–")
-    lines.append("| " + " | ".join([*mean_row, "", "", ""]) + " |")
+    lines.append(mean_row(records, per_class, methods, means))
     return lines
+
+
+def mean_row(
+    records: list[dict[str, Any]],
+    per_class: int,
+    methods: list[str],
+    means: dict[tuple[str, str], list[float]],
+) -> str:
+    """The mean over the seven sets of each method's per-set means, once every set has every method."""
+    if not all(len(means.get((method, "accuracy"), [])) == len(SETS) for method in methods):
+        return "| mean over the sets | " + " | ".join("–" for _ in range(len(methods) + 3)) + " |"
+    average = {key: statistics.fmean(values) for key, values in means.items()}
+    row = ["mean over the sets"]
+    row += [f"{average[(m, 'accuracy')]:.1f} / {average[(m, 'macro_f1')]:.1f}" for m in methods]
+    seconds = [
+        [r["seconds"] for r in records if (r["per_class"], r["method"]) == (per_class, m)] for m in methods
+    ]
+    row.append(", ".join(f"{statistics.fmean(values):.1f}" for values in seconds))
+    if {"defaults", "setfit"} <= set(methods):
+        row += [
+            f"{average[('defaults', key)] - average[('setfit', key)]:+.1f}"
+            for key in ("accuracy", "macro_f1")
+        ]
+    else:
+        row += ["–", "–"]
+    return "| " + " | ".join(row) + " |"
 
 
 def table(work: Path) -> str:
@@ -202,7 +228,7 @@ def figure(work: Path, path: Path) -> None:
         axis.set_title(name)
         axis.set_xlabel("labels per class")
     axes[0].set_ylabel("test accuracy (%)")
-    axes[-1].legend(fontsize="small")
+    axes[0].legend(fontsize="small")
     plt.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.savefig(path, dpi=110)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 
 from datasets import Dataset
 from setfit import SetFitModel, Trainer, TrainingArguments
@@ -37,10 +38,14 @@ def main() -> None:
     task = load_task_folder("task", args.folder, dev_fraction=0)  # the same reader as Task 4's
     train = Dataset.from_dict({"text": task.train.texts, "label": task.train.labels})
     model = SetFitModel.from_pretrained(str(args.model or packaged_model_path()))
-    settings = TrainingArguments(
-        num_iterations=20, num_epochs=1, batch_size=16, seed=args.seed, show_progress_bar=False
-    )
-    Trainer(model=model, args=settings, train_dataset=train).train()
+    with tempfile.TemporaryDirectory(
+        prefix="setfit-"
+    ) as scratch:  # its checkpoints, not in the caller's folder
+        settings = TrainingArguments(
+            output_dir=scratch, num_iterations=20, num_epochs=1, batch_size=16, seed=args.seed,
+            show_progress_bar=False,
+        )  # fmt: skip
+        Trainer(model=model, args=settings, train_dataset=train).train()
     predicted = model.predict(task.test.texts, batch_size=64, as_numpy=True)
     truth = task.test.labels
     print(

@@ -23,10 +23,10 @@ CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
 @functools.cache
-def cpu_features() -> tuple[str, ...]:
-    """Which of :data:`CPU_FEATURES` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
+    """Which of :data:`CPU_FEATURES` this CPU has (empty where ``cpuinfo`` cannot be read)."""
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ()
     lines = [line for line in text.splitlines() if line.startswith("flags")]

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen
 
 from sentence_mtl.data.task_folders import Split, TaskData
 from sentence_mtl.encoder.model_files import packaged_model_path
-from sentence_mtl.training import TrainingConfig, train
+from sentence_mtl.training import Trainer, TrainingConfig, train
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -337,6 +337,19 @@ def tiny_config(tiny_bert_dir: Path, output_dir: Path, **overrides: object) -> T
     )
     values.update(overrides)
     return TrainingConfig(**values)
+
+
+def stop_after_step(trainer: Trainer, step: int, signum: int = 15) -> None:
+    """Make ``trainer`` receive ``signum`` right after optimiser step ``step``, as from a scheduler."""
+    original_step = trainer.train_step
+
+    def step_then_signal() -> dict[str, torch.Tensor]:
+        losses = original_step()
+        if trainer.state.step == step:
+            trainer.request_stop(signum)
+        return losses
+
+    trainer.train_step = step_then_signal  # type: ignore[method-assign]
 
 
 TASK3_MODULES = ("comparisons", "grid", "measures", "runner", "tables")

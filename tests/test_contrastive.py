@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData, tiny_config
+from conftest import ToyData, stop_after_step, tiny_config
 from safetensors.torch import load_file
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
@@ -144,15 +144,7 @@ def test_resume_mid_contrastive_stage_equals_an_uninterrupted_run(
     assert straight["method"] == "contrastive"
 
     interrupted = Trainer(contrastive_config(tiny_bert_dir, tmp_path / "resumed"), toy.tasks())
-    original_step = interrupted.train_step
-
-    def step_then_signal() -> dict[str, torch.Tensor]:
-        losses = original_step()
-        if interrupted.state.step == 5:
-            interrupted.request_stop(15)
-        return losses
-
-    interrupted.train_step = step_then_signal
+    stop_after_step(interrupted, 5)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         interrupted.fit(show_progress=False)
     resumed = train(

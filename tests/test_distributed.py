@@ -144,6 +144,7 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(
         "--dropout", "0", "--batch-size", "4", "--max-steps", "10", "--eval-every", "5", "--log-every", "2",
         "--encoder-lr", "1e-3", "--head-lr", "1e-2", "--warmup-ratio", "0", "--seed", "3",
         "--loss-weighting", "uncertainty", "--class-weights", "balanced", "--device", "cpu",
+        "--method", "finetune",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     ddp_dir = tmp_path / "ddp"
@@ -179,3 +180,25 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(
         assert ours.keys() == theirs.keys()
         for key, value in theirs.items():
             torch.testing.assert_close(ours[key], value, rtol=1e-4, atol=2e-5, msg=key)
+
+
+def test_the_contrastive_path_trains_under_torchrun(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, one_thread: None
+) -> None:
+    """Few labels under torchrun: each rank pairs the rows of its shard; rank 0 solves and writes."""
+    topic = toy.write_task(tmp_path / "topic", toy.topic)
+    flags = [
+        "--model", str(tiny_bert_dir), "--task", f"topic={topic}", "--batch-size", "6", "--max-steps", "4",
+        "--device", "cpu", "--output-dir", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}", "Task4/task4.py", *flags,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["method"] == "contrastive" and metrics["world_size"] == 2 and metrics["steps"] == 4
+    events = [record["event"] for record in metrics["history"]]
+    assert events.count("solve") == events.count("eval") > 0  # the head is solved before each evaluation

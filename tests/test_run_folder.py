@@ -299,4 +299,5 @@ def test_an_output_dir_with_spaces_and_non_ascii_letters_works(
     )
     assert code == 0, err
     history = json.loads((output / "metrics.json").read_text())["history"]
-    assert [entry["step"] for entry in history] == [4]  # --eval-every past the end: once, at the last step
+    evaluations = [entry["step"] for entry in history if entry["event"] == "eval"]
+    assert evaluations == [4]  # --eval-every past the end: once, at the last step

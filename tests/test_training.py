@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ScriptRunner, ToyData, tiny_config
+from conftest import ScriptRunner, ToyData, stop_after_step, tiny_config
 from safetensors.torch import load_file
 
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
@@ -81,15 +81,7 @@ def test_resume_ends_with_the_same_metrics(toy: ToyData, tiny_bert_dir: Path, tm
     straight = train(tiny_config(tiny_bert_dir, tmp_path / "straight"), toy.tasks(), show_progress=False)
 
     interrupted = Trainer(tiny_config(tiny_bert_dir, tmp_path / "resumed"), toy.tasks())
-    original_step = interrupted.train_step
-
-    def step_then_signal():
-        losses = original_step()
-        if interrupted.state.step == 6:
-            interrupted.request_stop(15)
-        return losses
-
-    interrupted.train_step = step_then_signal
+    stop_after_step(interrupted, 6)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         interrupted.fit(show_progress=False)
     assert (

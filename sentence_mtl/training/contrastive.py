@@ -8,18 +8,18 @@ logistic-regression head on the new embeddings. This module does the same with e
 batch rather than sampled pairs: a batch of ``B`` rows of one task gives ``B(B-1)/2`` pairs for one
 forward pass of ``B`` sentences. Same-label and different-label pairs count equally (their two
 mean losses are averaged), so the many negatives of a task with many classes do not drown the
-positives. Pairs never cross tasks: every batch belongs to one task.
+positives. Pairs never cross tasks: every batch belongs to one task. Under torchrun each rank
+pairs the rows of its own shard of the global batch.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sentence_mtl.devices import autocast
-from sentence_mtl.training.inputs import Inputs, ModelInputs
-from sentence_mtl.training.weighting import LossWeighting
+from sentence_mtl.training.inputs import Inputs
+from sentence_mtl.training.objective import ForwardAndLoss
 
 # Passes over the training rows of the contrastive stage, unless --epochs or --max-steps say otherwise.
 CONTRASTIVE_EPOCHS = 40.0
@@ -50,20 +50,14 @@ def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return torch.stack(terms).mean()
 
 
-class ContrastiveForwardAndLoss(nn.Module):
+class ContrastiveForwardAndLoss(ForwardAndLoss):
     """Token batch of one task → the encoder's embeddings → the pair loss, weighted across tasks.
 
-    The counterpart of :class:`~sentence_mtl.training.objective.ForwardAndLoss` for the contrastive
-    stage: the heads are not used (they are solved afterwards), only the encoder trains.
+    :class:`~sentence_mtl.training.objective.ForwardAndLoss` for the contrastive stage: the heads are
+    not used (they are solved afterwards), only the encoder trains; the task loss lends its weighting.
     """
-
-    def __init__(self, inputs: ModelInputs, weighting: LossWeighting) -> None:
-        super().__init__()
-        self.inputs = inputs
-        self.model = inputs.model  # registered here, so DDP wraps the model's parameters
-        self.weighting = weighting
 
     def forward(self, batch: Inputs, task: str, labels: torch.Tensor) -> torch.Tensor:
         with autocast(self.inputs.device, self.inputs.precision):
             embeddings = self.model.embed(batch)
-        return self.weighting(task, cosine_pair_loss(embeddings, labels))
+        return self.loss.weighting(task, cosine_pair_loss(embeddings, labels))

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from sentence_mtl.data.task_folders import TaskData, tasks_by_name
-from sentence_mtl.devices import hardware_description, resolve_device
+from sentence_mtl.devices import cpu_has_bf16, hardware_description, resolve_device
 from sentence_mtl.encoder.tokenization import Collator
 from sentence_mtl.errors import (
     InvalidInputError,
@@ -77,9 +77,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.amp = resolve_amp(config.amp, self.device)
         self.model = self._prepare_model(model)
         self.method = choose_method(config, list(self.tasks.values()), self.model.head_type)
+        self.amp = resolve_amp(
+            config.amp, self.device, cpu_bf16=self.method == "contrastive" and cpu_has_bf16()
+        )
         self.train_task_names = config.named_tasks("train_tasks", self.tasks)
         self.selection_task_names = config.named_tasks("select_on", self.tasks)
 
@@ -99,9 +101,8 @@ class Trainer:
         sizes = {name: len(data) for name, data in training.items()}
         self.sampler: TaskSampler = make_sampler(config.sampling, sizes, config.seed, config.temperature)
         self.weighting, self.loss = task_loss(config, self.train_data, self.task_labels, self.device)
-        self.objective: ForwardAndLoss | ContrastiveForwardAndLoss = ForwardAndLoss(self.inputs, self.loss)
-        if self.method == "contrastive":
-            self.objective = ContrastiveForwardAndLoss(self.inputs, self.weighting)
+        forward = ContrastiveForwardAndLoss if self.method == "contrastive" else ForwardAndLoss
+        self.objective = forward(self.inputs, self.loss)
 
         # Steps, optimiser, schedule.
         self.batches_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in training.values())
@@ -281,9 +282,10 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> bool:
         """Dev evaluation, best/last checkpoints, early stopping. Returns True to stop.
 
-        On the contrastive path the heads are first solved on the encoder as it is now.
+        On the contrastive path the heads are first solved on the encoder as it is now; an
+        ``--init-from`` model at step 0 is evaluated as it came.
         """
-        if self.method == "contrastive":
+        if self.method == "contrastive" and self.state.step > 0:
             self._solve_heads()
         dev = self.evaluate("dev")
         objective = self.config.objective
@@ -398,7 +400,8 @@ class Trainer:
             self.model.set_linear_head(
                 task, torch.from_numpy(solution.weight), torch.from_numpy(solution.bias)
             )
-            record = {"event": "solve", "task": task, "C": solution.C, "dev_score": solution.dev_score}
+            record = {"event": "solve", "step": self.state.step, "task": task, "C": solution.C}
+            record["dev_score"] = solution.dev_score
             self.folder.log(record)
             self.state.history.append(record)
 

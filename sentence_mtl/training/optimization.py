@@ -76,15 +76,20 @@ def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], floa
     return factor
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """``auto``: bf16 (or fp16 without bf16 support) on CUDA, fp32 elsewhere."""
+def resolve_amp(amp: str, device: torch.device, cpu_bf16: bool = False) -> str:
+    """``auto``: bf16 (or fp16 without bf16 support) on CUDA; on CPU bf16 where ``cpu_bf16``, else fp32.
+
+    The caller sets ``cpu_bf16`` where bf16 autocast was measured to pay on a CPU with bf16
+    instructions and to keep accuracy (the contrastive stage; docs/benchmarks.md). Without those
+    instructions bf16 is emulated and many times slower.
+    """
     if amp != "auto":
         if amp == "fp16" and device.type != "cuda":
             raise InvalidInputError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or fp32")
         return amp
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_bf16 else "fp32"
 
 
 def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:

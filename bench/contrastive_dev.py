@@ -1,0 +1,179 @@
+r"""How the contrastive path's defaults were chosen: variants scored on dev splits, never on test.
+
+For each set and seed, N train rows per class (the sampler of bench/fewshot.py) train the encoder on
+pairs; the heads are solved and scored on 600 rows of the set's dev split (seeded subsample).
+  --stage schedule   passes × encoder learning rate: 40 × 5e-5 (the default), 20 × 5e-5, 40 × 2e-5,
+                     80 × 2e-5; all fp32
+  --stage variants   at the chosen schedule: the pair loss in fp32 (the default's loss), supervised
+                     contrastive loss (Khosla et al. 2020, temperature 0.1) in fp32, and the pair
+                     loss under bf16 autocast (speed and accuracy of --amp bf16 on this CPU)
+One JSON line a run in OUT; finished runs are skipped on a rerun.
+
+    python bench/contrastive_dev.py --stage schedule --sets sst mr mpqa subj --seeds 0 1
+    python bench/contrastive_dev.py --stage variants --sets sst mr mpqa cr subj --seeds 0 1
+    python bench/contrastive_dev.py --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fewshot import sample_rows
+
+from sentence_mtl.analysis.comparison import welch_interval
+from sentence_mtl.data.task_folders import Split, TaskData, load_task_folder
+from sentence_mtl.training import Trainer, TrainingConfig, contrastive
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "contrastive_dev_results"
+DEV_ROWS = 600
+# name: (passes, encoder learning rate, loss, amp)
+STAGES: dict[str, dict[str, tuple[float, float, str, str]]] = {
+    "schedule": {
+        "e40_lr5e-5": (40, 5e-5, "pairs", "fp32"),
+        "e20_lr5e-5": (20, 5e-5, "pairs", "fp32"),
+        "e40_lr2e-5": (40, 2e-5, "pairs", "fp32"),
+        "e80_lr2e-5": (80, 2e-5, "pairs", "fp32"),
+    },
+    "variants": {
+        "pairs_fp32": (40, 5e-5, "pairs", "fp32"),
+        "supcon_fp32": (40, 5e-5, "supcon", "fp32"),
+        "pairs_bf16": (40, 5e-5, "pairs", "bf16"),
+    },
+}
+
+
+def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Khosla et al. 2020's loss at temperature 0.1: each row's same-label rows against all others."""
+    unit = F.normalize(embeddings.float(), dim=-1)
+    own = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    logits = (unit @ unit.T / 0.1).masked_fill(own, float("-inf"))
+    log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~own
+    anchors = positive.any(dim=1)
+    if not anchors.any():
+        return unit.sum() * 0.0
+    summed = log_probability.masked_fill(~positive, 0.0).sum(dim=1)
+    return -(summed[anchors] / positive.sum(dim=1)[anchors]).mean()
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "pairs": contrastive.cosine_pair_loss,
+    "supcon": supervised_contrastive_loss,
+}
+
+
+def dev_task(data: Path, name: str, per_class: int, seed: int) -> TaskData:
+    """N rows per class from train as train; a seeded 600-row subsample of dev as the scored split."""
+    full = load_task_folder(name, data / name, dev_fraction=0)
+    rows = sample_rows(full.train.labels, len(full.labels), per_class, seed)
+    train = Split([full.train.texts[i] for i in rows], [full.train.labels[i] for i in rows], "sample")
+    assert full.dev is not None, f"{name} has no dev split"
+    held = np.random.default_rng(123).permutation(len(full.dev))[:DEV_ROWS]
+    dev = Split([full.dev.texts[i] for i in held], [full.dev.labels[i] for i in held], "dev subsample")
+    return TaskData(name, full.labels, train, None, dev, False)  # scored as "test": dev picks nothing
+
+
+def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> dict[str, Any]:
+    epochs, learning_rate, loss, amp = variant
+    contrastive.cosine_pair_loss = LOSSES[loss]  # the stage's loss, looked up at each call
+    try:
+        with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
+            config = TrainingConfig(
+                output_dir=scratch,
+                method="contrastive",
+                epochs=epochs,
+                encoder_lr=learning_rate,
+                seed=seed,
+                amp=amp,
+            )
+            started = time.perf_counter()
+            metrics = Trainer(config, [task]).fit(show_progress=False)
+            wall = time.perf_counter() - started
+    finally:
+        contrastive.cosine_pair_loss = LOSSES["pairs"]
+    scores = metrics["test"][task.name]
+    accuracy, f1 = scores["accuracy"], scores["macro_f1"]
+    return {"acc": accuracy, "f1": f1, "train_sec": metrics["train_seconds"], "wall_sec": round(wall, 1)}
+
+
+def summary(out: Path) -> str:
+    """Mean dev accuracy / macro-F1 and seconds per variant, and each variant against the stage's default.
+
+    Seconds are the training loop's where every run has them, else the run's wall clock.
+    """
+    lines = []
+    for stage, variants in STAGES.items():
+        path = out / f"{stage}.jsonl"
+        if not path.is_file():
+            continue
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        default = next(iter(variants))
+        by_run = {(r["set"], r["seed"], r["variant"]): r for r in records}
+        for variant in variants:
+            mine = [r for r in records if r["variant"] == variant]
+            paired = [(r, by_run.get((r["set"], r["seed"], default))) for r in mine]
+            paired = [(r, base) for r, base in paired if base is not None]
+            accuracy, f1 = (100 * statistics.fmean(r[key] for r in mine) for key in ("acc", "f1"))
+            clock = "train_sec" if all("train_sec" in r for r in records) else "wall_sec"
+            seconds = statistics.fmean(r[clock] for r in mine)
+            line = f"{stage} {variant}: {len(mine)} runs, dev acc {accuracy:.2f}, F1 {f1:.2f}, "
+            line += f"{seconds:.1f} s ({clock})"
+            if variant != default and len(paired) > 1:
+                differences = [r["acc"] - base["acc"] for r, base in paired]
+                # The paired differences' one-sample t interval: Welch's against a constant group.
+                interval = welch_interval(differences, [0.0] * len(differences)).describe(scale=100)
+                speed = statistics.fmean(base[clock] / r[clock] for r, base in paired)
+                line += f"; − {default}, paired acc {interval}; {speed:.2f}× its speed"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def run_stage(args: argparse.Namespace) -> None:
+    """Every set, seed and variant of the stage not yet in OUT/<stage>.jsonl, one JSON line each."""
+    path = args.out / f"{args.stage}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    done = {(r["set"], r["seed"], r["variant"]) for r in map(json.loads, lines)}
+    for name in args.sets:
+        for seed in args.seeds:
+            for variant, settings in STAGES[args.stage].items():
+                if (name, seed, variant) in done:
+                    continue
+                record = {"set": name, "seed": seed, "variant": variant}
+                record.update(run(dev_task(args.data, name, args.per_class, seed), seed, settings))
+                with path.open("a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(record) + "\n")
+                print(record, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the DATA folder")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--stage", choices=tuple(STAGES), default=None)
+    parser.add_argument("--sets", nargs="+", default=["sst", "mr", "mpqa", "cr", "subj"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--summary", action="store_true", help="print the summary of OUT")
+    args = parser.parse_args()
+    if args.stage:
+        run_stage(args)
+    if args.summary:
+        print(summary(args.out))
+
+
+if __name__ == "__main__":
+    main()

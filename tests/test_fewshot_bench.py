@@ -1,0 +1,71 @@
+"""bench/fewshot.py: the sampler every method shares, skipping finished runs, and the table's arithmetic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fewshot() -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return runpy.run_path(str(ROOT / "bench" / "fewshot.py"), run_name="fewshot")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_the_sample_has_n_rows_of_each_class_and_follows_its_seed(fewshot: dict[str, Any]) -> None:
+    labels = [0] * 30 + [1] * 20 + [2] * 10
+    rows = fewshot["sample_rows"](labels, 3, 8, seed=4)
+    assert len(set(rows.tolist())) == 24
+    assert np.bincount(np.asarray(labels)[rows]).tolist() == [8, 8, 8]
+    assert rows.tolist() == fewshot["sample_rows"](labels, 3, 8, seed=4).tolist()
+    assert rows.tolist() != fewshot["sample_rows"](labels, 3, 8, seed=5).tolist()
+
+
+def write_set(data: Path) -> None:
+    (data / "toy").mkdir(parents=True)
+    rows = [f"text {i}\t{'ab'[i % 2]}" for i in range(40)]
+    for split in ("train", "test"):
+        (data / "toy" / f"{split}.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_finished_runs_are_skipped_and_the_table_compares_with_setfit(
+    fewshot: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_set(tmp_path / "data")
+    calls: list[tuple[str, int]] = []
+    scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.72, 0.74]}
+
+    def fake_run(method: str, folder: Path, seed: int, setfit_python: str) -> dict[str, Any]:
+        calls.append((method, seed))
+        assert (folder / "train.tsv").read_text().count("\n") == 1 + 2 * 4  # header + 4 per class
+        value = scores[method][seed]
+        return {"test": {"accuracy": value, "macro_f1": value}, "seconds": 1.0}
+
+    run_all, table = fewshot["run_all"], fewshot["table"]
+    monkeypatch.setitem(run_all.__globals__, "run_method", fake_run)  # the script's own globals
+    monkeypatch.setitem(run_all.__globals__, "SETS", ("toy",))
+    args = argparse.Namespace(
+        sizes=[4], seeds=[0, 1, 2], sets=["toy"], methods=["setfit", "defaults"], data=tmp_path / "data",
+        work=tmp_path / "work", setfit_python="python",
+    )  # fmt: skip
+    run_all(args)
+    run_all(args)
+    assert len(calls) == 6  # the second pass found every result
+    record = json.loads((tmp_path / "work" / "toy" / "n4" / "defaults" / "seed1.json").read_text())
+    assert record["test"]["accuracy"] == 0.72 and record["method"] == "defaults"
+    text = table(tmp_path / "work")
+    assert "| toy | 62.0 ± 2.0 / 62.0 ± 2.0 (3) | 72.0 ± 2.0 / 72.0 ± 2.0 (3) |" in text
+    assert "+10.0 [+5.5, +14.5]" in text  # Welch: t(0.975, 4) · √(4/3 + 4/3) = 2.776 · 1.633 = 4.53
+    assert "| mean over the sets | 62.0 / 62.0 | 72.0 / 72.0 | 1.0, 1.0 | +10.0 | +10.0 |" in text
