@@ -78,7 +78,8 @@ def dev_task(data: Path, name: str, per_class: int, seed: int) -> TaskData:
     full = load_task_folder(name, data / name, dev_fraction=0)
     rows = sample_rows(full.train.labels, len(full.labels), per_class, seed)
     train = Split([full.train.texts[i] for i in rows], [full.train.labels[i] for i in rows], "sample")
-    assert full.dev is not None, f"{name} has no dev split"
+    if full.dev is None:
+        raise SystemExit(f"{name} has no dev split to score on; choose sets that have one")
     held = np.random.default_rng(123).permutation(len(full.dev))[:DEV_ROWS]
     dev = Split([full.dev.texts[i] for i in held], [full.dev.labels[i] for i in held], "dev subsample")
     return TaskData(name, full.labels, train, None, dev, False)  # scored as "test": dev picks nothing

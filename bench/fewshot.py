@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from sentence_mtl.analysis.comparison import welch_interval
+from sentence_mtl.data.public_sets import to_tsv
 from sentence_mtl.data.task_folders import load_task_folder
 from sentence_mtl.io import atomic_write_text
 
@@ -62,12 +63,10 @@ def draw_sample(data: Path, name: str, per_class: int, seed: int, work: Path) ->
     task = load_task_folder(name, data / name, dev_fraction=0)
     rows = sample_rows(task.train.labels, len(task.labels), per_class, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["text\tlabel"] + [f"{task.train.texts[i]}\t{task.labels[task.train.labels[i]]}" for i in rows]
-    atomic_write_text(folder / "train.tsv", "\n".join(lines) + "\n")
-    test = ["text\tlabel"] + [
-        f"{text}\t{task.labels[label]}" for text, label in zip(task.test.texts, task.test.labels, strict=True)
-    ]
-    atomic_write_text(folder / "test.tsv", "\n".join(test) + "\n")
+    for split, picked in (("train", rows), ("test", range(len(task.test)))):
+        data = getattr(task, split)
+        table = [(data.texts[i], task.labels[data.labels[i]]) for i in picked]
+        atomic_write_text(folder / f"{split}.tsv", to_tsv(name, ("text", "label"), table).decode("utf-8"))
     return folder
 
 

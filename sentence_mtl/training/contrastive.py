@@ -38,16 +38,17 @@ def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Te
     The mean over same-label pairs and the mean over different-label pairs are averaged; a batch
     with pairs of one relation only uses that one. A batch of one row has no pair and gives 0
     (still connected to the graph, so every rank of a distributed run takes part in the step).
+    Counts stay tensors, so the loss adds no host sync to the step.
     """
     unit = F.normalize(embeddings.float(), dim=-1)
     cosine = unit @ unit.T
     similar, different = pair_relations(labels)
-    terms = [((cosine[similar] - 1) ** 2).mean()] if similar.any() else []
-    if different.any():
-        terms.append((cosine[different] ** 2).mean())
-    if not terms:
-        return cosine.sum() * 0.0
-    return torch.stack(terms).mean()
+    means, present = [], []
+    for mask, errors in ((similar, (cosine - 1) ** 2), (different, cosine**2)):
+        count = mask.sum()
+        means.append((errors * mask).sum() / count.clamp(min=1))
+        present.append((count > 0).float())
+    return (means[0] * present[0] + means[1] * present[1]) / (present[0] + present[1]).clamp(min=1)
 
 
 class ContrastiveForwardAndLoss(ForwardAndLoss):
