@@ -7,10 +7,18 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
   --stage variants   at the chosen schedule: the pair loss in fp32 (the default's loss), supervised
                      contrastive loss (Khosla et al. 2020, temperature 0.1) in fp32, and the pair
                      loss under bf16 autocast (speed and accuracy of --amp bf16 on this CPU)
-One JSON line a run in OUT; finished runs are skipped on a rerun.
+  --stage interpolation
+                     one default run, then the encoder's weights interpolated towards the pretrained
+                     ones, θ = α·trained + (1 − α)·pretrained (WiSE-FT, Wortsman et al. 2022), the
+                     heads solved at each α ∈ {1, 0.75, 0.5, 0.25, 0}; α = 1 is the default, α = 0 the
+                     pretrained encoder
+One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
+--per-class is not 8; finished runs are skipped on a rerun.
 
     python bench/contrastive_dev.py --stage schedule --sets sst mr mpqa subj --seeds 0 1
     python bench/contrastive_dev.py --stage variants --sets sst mr mpqa cr subj --seeds 0 1
+    python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj trec --seeds 0 1 2
+    python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
     python bench/contrastive_dev.py --summary
 """
 
@@ -33,6 +41,7 @@ from fewshot import sample_rows
 from sentence_mtl.analysis.comparison import welch_interval
 from sentence_mtl.data.task_folders import Split, TaskData, load_task_folder
 from sentence_mtl.training import Trainer, TrainingConfig, contrastive
+from sentence_mtl.training.convex import dev_metric, solve_linear_head
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "contrastive_dev_results"
@@ -49,6 +58,10 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str]]] = {
         "pairs_fp32": (40, 5e-5, "pairs", "fp32"),
         "supcon_fp32": (40, 5e-5, "supcon", "fp32"),
         "pairs_bf16": (40, 5e-5, "pairs", "bf16"),
+    },
+    # One default run (--amp auto) a set and seed; each α only changes the weights its heads are solved on.
+    "interpolation": {
+        f"alpha{alpha:.2f}": (40, 5e-5, "pairs", "auto") for alpha in (1.0, 0.75, 0.5, 0.25, 0.0)
     },
 }
 
@@ -108,6 +121,37 @@ def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> di
     return {"acc": accuracy, "f1": f1, "train_sec": metrics["train_seconds"], "wall_sec": round(wall, 1)}
 
 
+def interpolated_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
+    """Each α of the interpolation stage: the encoder moved towards its pretrained weights, heads solved."""
+    with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
+        config = TrainingConfig(output_dir=scratch, method="contrastive", seed=seed)
+        trainer = Trainer(config, [task])
+        pretrained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
+        metrics = trainer.fit(show_progress=False)
+    trained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
+    train, scored = trainer.train_data[task.name], trainer.test_data[task.name]
+    records = {}
+    for variant in STAGES["interpolation"]:
+        alpha = float(variant.removeprefix("alpha"))
+        mixed = {
+            key: alpha * value + (1 - alpha) * pretrained[key] if value.is_floating_point() else value
+            for key, value in trained.items()
+        }
+        trainer.model.encoder.load_state_dict(mixed)
+        trainer.inputs.clear()
+        train_x = trainer.inputs.embeddings("train", task.name, train).cpu().numpy()
+        head = solve_linear_head(train_x, train.labels.numpy(), len(task.labels))
+        scored_x = trainer.inputs.embeddings("test", task.name, scored).cpu().numpy()
+        predicted = (scored_x @ head.weight.T + head.bias).argmax(axis=1)
+        truth = scored.labels.numpy()
+        records[variant] = {
+            "acc": dev_metric("accuracy", truth, predicted),
+            "f1": dev_metric("macro_f1", truth, predicted),
+            "train_sec": metrics["train_seconds"],
+        }
+    return records
+
+
 def summary(out: Path) -> str:
     """Mean dev accuracy / macro-F1 and seconds per variant, and each variant against the stage's default.
 
@@ -115,44 +159,58 @@ def summary(out: Path) -> str:
     """
     lines = []
     for stage, variants in STAGES.items():
-        path = out / f"{stage}.jsonl"
-        if not path.is_file():
-            continue
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        default = next(iter(variants))
-        by_run = {(r["set"], r["seed"], r["variant"]): r for r in records}
-        for variant in variants:
-            mine = [r for r in records if r["variant"] == variant]
-            paired = [(r, by_run.get((r["set"], r["seed"], default))) for r in mine]
-            paired = [(r, base) for r, base in paired if base is not None]
-            accuracy, f1 = (100 * statistics.fmean(r[key] for r in mine) for key in ("acc", "f1"))
-            clock = "train_sec" if all("train_sec" in r for r in records) else "wall_sec"
-            seconds = statistics.fmean(r[clock] for r in mine)
-            line = f"{stage} {variant}: {len(mine)} runs, dev acc {accuracy:.2f}, F1 {f1:.2f}, "
-            line += f"{seconds:.1f} s ({clock})"
-            if variant != default and len(paired) > 1:
-                differences = [r["acc"] - base["acc"] for r, base in paired]
-                # The paired differences' one-sample t interval: Welch's against a constant group.
-                interval = welch_interval(differences, [0.0] * len(differences)).describe(scale=100)
-                speed = statistics.fmean(base[clock] / r[clock] for r, base in paired)
-                line += f"; − {default}, paired acc {interval}; {speed:.2f}× its speed"
-            lines.append(line)
+        for path in sorted(out.glob(f"{stage}*.jsonl")):
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            lines += stage_summary(path.stem, variants, records)
     return "\n".join(lines)
 
 
+def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """One line a variant: its means, and its paired difference from the stage's first (default) variant."""
+    lines = []
+    default = next(iter(variants))
+    by_run = {(r["set"], r["seed"], r["variant"]): r for r in records}
+    for variant in variants:
+        mine = [r for r in records if r["variant"] == variant]
+        paired = [(r, by_run.get((r["set"], r["seed"], default))) for r in mine]
+        paired = [(r, base) for r, base in paired if base is not None]
+        accuracy, f1 = (100 * statistics.fmean(r[key] for r in mine) for key in ("acc", "f1"))
+        clock = "train_sec" if all("train_sec" in r for r in records) else "wall_sec"
+        seconds = statistics.fmean(r[clock] for r in mine)
+        line = f"{stage} {variant}: {len(mine)} runs, dev acc {accuracy:.2f}, F1 {f1:.2f}, "
+        line += f"{seconds:.1f} s ({clock})"
+        if variant != default and len(paired) > 1:
+            intervals = []
+            for key in ("acc", "f1"):
+                differences = [r[key] - base[key] for r, base in paired]
+                # The paired differences' one-sample t interval: Welch's against a constant group.
+                intervals.append(welch_interval(differences, [0.0] * len(differences)).describe(scale=100))
+            speed = statistics.fmean(base[clock] / r[clock] for r, base in paired)
+            line += f"; − {default}, paired acc {intervals[0]}, F1 {intervals[1]}; {speed:.2f}× its speed"
+        lines.append(line)
+    return lines
+
+
 def run_stage(args: argparse.Namespace) -> None:
-    """Every set, seed and variant of the stage not yet in OUT/<stage>.jsonl, one JSON line each."""
-    path = args.out / f"{args.stage}.jsonl"
+    """Every set, seed and variant of the stage not yet in its JSONL file, one JSON line each."""
+    suffix = "" if args.per_class == 8 else f"_n{args.per_class}"
+    path = args.out / f"{args.stage}{suffix}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     done = {(r["set"], r["seed"], r["variant"]) for r in map(json.loads, lines)}
     for name in args.sets:
         for seed in args.seeds:
-            for variant, settings in STAGES[args.stage].items():
-                if (name, seed, variant) in done:
-                    continue
-                record = {"set": name, "seed": seed, "variant": variant}
-                record.update(run(dev_task(args.data, name, args.per_class, seed), seed, settings))
+            variants = STAGES[args.stage]
+            missing = [variant for variant in variants if (name, seed, variant) not in done]
+            if not missing:
+                continue
+            task = dev_task(args.data, name, args.per_class, seed)
+            if args.stage == "interpolation":
+                results = interpolated_runs(task, seed)
+            else:
+                results = {variant: run(task, seed, variants[variant]) for variant in missing}
+            for variant in missing:
+                record = {"set": name, "seed": seed, "variant": variant, **results[variant]}
                 with path.open("a", encoding="utf-8") as stream:
                     stream.write(json.dumps(record) + "\n")
                 print(record, flush=True)

@@ -185,13 +185,32 @@ def mean_row(
     ]
     row.append(", ".join(f"{statistics.fmean(values):.1f}" for values in seconds))
     if {"defaults", "setfit"} <= set(methods):
-        row += [
-            f"{average[('defaults', key)] - average[('setfit', key)]:+.1f}"
-            for key in ("accuracy", "macro_f1")
-        ]
+        for key in ("accuracy", "macro_f1"):
+            estimate = f"{average[('defaults', key)] - average[('setfit', key)]:+.1f}"
+            by_seed = seed_mean_differences(records, per_class, key)
+            paired = welch_interval(by_seed, [0.0] * len(by_seed)) if len(by_seed) > 1 else None
+            row.append(f"{estimate}; paired by seed {paired.describe()}" if paired else estimate)
     else:
         row += ["–", "–"]
     return "| " + " | ".join(row) + " |"
+
+
+def seed_mean_differences(records: list[dict[str, Any]], per_class: int, metric: str) -> list[float]:
+    """For each seed that every set ran with both methods: the mean over the sets of defaults − SetFit.
+
+    Both methods read the same sample of a seed, so the seeds pair them; the t interval over these
+    means (Welch's against a constant group) is the interval of the mean-over-sets difference.
+    """
+    scores: dict[tuple[str, str, int], float] = {}
+    for record in records:
+        if record["per_class"] == per_class and "test" in record:
+            scores[(record["set"], record["method"], record["seed"])] = 100 * record["test"][metric]
+    seeds = sorted({seed for _, _, seed in scores})
+    complete = [s for s in seeds if all((n, m, s) in scores for n in SETS for m in ("defaults", "setfit"))]
+    return [
+        statistics.fmean(scores[(name, "defaults", seed)] - scores[(name, "setfit", seed)] for name in SETS)
+        for seed in complete
+    ]
 
 
 def table(work: Path) -> str:

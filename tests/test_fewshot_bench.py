@@ -45,7 +45,7 @@ def test_finished_runs_are_skipped_and_the_table_compares_with_setfit(
 ) -> None:
     write_set(tmp_path / "data")
     calls: list[tuple[str, int]] = []
-    scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.72, 0.74]}
+    scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.73, 0.74]}
 
     def fake_run(method: str, folder: Path, seed: int, setfit_python: str) -> dict[str, Any]:
         calls.append((method, seed))
@@ -64,8 +64,10 @@ def test_finished_runs_are_skipped_and_the_table_compares_with_setfit(
     run_all(args)
     assert len(calls) == 6  # the second pass found every result
     record = json.loads((tmp_path / "work" / "toy" / "n4" / "defaults" / "seed1.json").read_text())
-    assert record["test"]["accuracy"] == 0.72 and record["method"] == "defaults"
+    assert record["test"]["accuracy"] == 0.73 and record["method"] == "defaults"
     text = table(tmp_path / "work")
-    assert "| toy | 62.0 ± 2.0 / 62.0 ± 2.0 (3) | 72.0 ± 2.0 / 72.0 ± 2.0 (3) |" in text
-    assert "+10.0 [+5.5, +14.5]" in text  # Welch: t(0.975, 4) · √(4/3 + 4/3) = 2.776 · 1.633 = 4.53
-    assert "| mean over the sets | 62.0 / 62.0 | 72.0 / 72.0 | 1.0, 1.0 | +10.0 | +10.0 |" in text
+    assert "| toy | 62.0 ± 2.0 / 62.0 ± 2.0 (3) | 72.3 ± 2.1 / 72.3 ± 2.1 (3) |" in text
+    assert "+10.3 [+5.7, +15.0]" in text  # Welch: the two groups' spreads, 3.57 degrees of freedom
+    # Paired by seed: differences 10, 11, 10; t(0.975, 2) · 0.577 / √3 = 4.303 · 0.333 = 1.43.
+    paired = "+10.3; paired by seed +10.3 [+8.9, +11.8]"
+    assert f"| mean over the sets | 62.0 / 62.0 | 72.3 / 72.3 | 1.0, 1.0 | {paired} | {paired} |" in text
