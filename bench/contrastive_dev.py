@@ -15,9 +15,10 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
 --per-class is not 8; finished runs are skipped on a rerun.
 
-    python bench/contrastive_dev.py --stage schedule --sets sst mr mpqa subj --seeds 0 1
+    python bench/contrastive_dev.py --stage schedule --sets sst mr mpqa --seeds 0 1
     python bench/contrastive_dev.py --stage variants --sets sst mr mpqa cr subj --seeds 0 1
-    python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj trec --seeds 0 1 2
+    python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj tweeteval_sentiment \
+        --seeds 0 1 2
     python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
     python bench/contrastive_dev.py --summary
 """
