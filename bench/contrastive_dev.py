@@ -12,6 +12,13 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
                      ones, θ = α·trained + (1 − α)·pretrained (WiSE-FT, Wortsman et al. 2022), the
                      heads solved at each α ∈ {1, 0.75, 0.5, 0.25, 0}; α = 1 is the default, α = 0 the
                      pretrained encoder
+  --stage heads      one default run, then the head solved on its embeddings at inverse L2 strengths
+                     C ∈ {1 (the default), 0.1, 10, 100}, and at C = 1 on the pretrained and the
+                     trained embeddings side by side (concatenated)
+  --stage method     each method as a user runs it, defaults only: contrastive (the default up to 64
+                     rows per class) and finetune (the default above); with over 64 rows per class both
+                     get the dev rows the defaults carve from train (10 %). The learning curve that
+                     places the threshold: run it at --per-class 64, 128, ...
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
 --per-class is not 8; finished runs are skipped on a rerun.
 
@@ -20,6 +27,10 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
     python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj tweeteval_sentiment \
         --seeds 0 1 2
     python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
+    python bench/contrastive_dev.py --stage heads --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage heads --per-class 64 --sets sst mr cr mpqa --seeds 0 1
+    python bench/contrastive_dev.py --stage method --per-class 128 --sets sst mpqa tweeteval_sentiment \
+        --seeds 0 1
     python bench/contrastive_dev.py --summary
 """
 
@@ -38,17 +49,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fewshot import sample_rows
+from sklearn.linear_model import LogisticRegression
 
 from sentence_mtl.analysis.comparison import welch_interval
-from sentence_mtl.data.task_folders import Split, TaskData, load_task_folder
+from sentence_mtl.data.task_folders import Split, TaskData, carve_dev, load_task_folder
 from sentence_mtl.training import Trainer, TrainingConfig, contrastive
-from sentence_mtl.training.convex import dev_metric, solve_linear_head
+from sentence_mtl.training.convex import MAX_ITERATIONS, dev_metric
+from sentence_mtl.training.method import needs_carved_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "contrastive_dev_results"
 DEV_ROWS = 600
 # name: (passes, encoder learning rate, loss, amp)
-STAGES: dict[str, dict[str, tuple[float, float, str, str]]] = {
+STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "schedule": {
         "e40_lr5e-5": (40, 5e-5, "pairs", "fp32"),
         "e20_lr5e-5": (20, 5e-5, "pairs", "fp32"),
@@ -64,6 +77,10 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str]]] = {
     "interpolation": {
         f"alpha{alpha:.2f}": (40, 5e-5, "pairs", "auto") for alpha in (1.0, 0.75, 0.5, 0.25, 0.0)
     },
+    # The same one run; each variant only changes the head's C or the embeddings it is solved on.
+    "heads": {name: (40, 5e-5, "pairs", "auto") for name in ("c1", "c0.1", "c10", "c100", "concat_c1")},
+    # Each method with its own defaults (see method_run).
+    "method": {"contrastive": None, "finetune": None},
 }
 
 
@@ -122,15 +139,57 @@ def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> di
     return {"acc": accuracy, "f1": f1, "train_sec": metrics["train_seconds"], "wall_sec": round(wall, 1)}
 
 
-def interpolated_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
-    """Each α of the interpolation stage: the encoder moved towards its pretrained weights, heads solved."""
+def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
+    """One run of ``method`` with no other setting, dev rows carved from train as the defaults would."""
+    with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
+        config = TrainingConfig(output_dir=scratch, method=method, seed=seed)
+        if needs_carved_dev(task, config.dev_fraction):
+            task = carve_dev(task, config.dev_fraction, config.data_seed)
+        started = time.perf_counter()
+        metrics = Trainer(config, [task]).fit(show_progress=False)
+        wall = time.perf_counter() - started
+    scores = metrics["test"][task.name]
+    return {
+        "acc": scores["accuracy"],
+        "f1": scores["macro_f1"],
+        "train_sec": metrics["train_seconds"],
+        "wall_sec": round(wall, 1),
+    }
+
+
+def trained_once(task: TaskData, seed: int) -> tuple[Trainer, dict[str, torch.Tensor], float]:
+    """One default contrastive run; the trainer, the encoder's pretrained weights and the training seconds."""
     with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
         config = TrainingConfig(output_dir=scratch, method="contrastive", seed=seed)
         trainer = Trainer(config, [task])
         pretrained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
         metrics = trainer.fit(show_progress=False)
-    trained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
+    return trainer, pretrained, metrics["train_seconds"]
+
+
+def embedded(trainer: Trainer, task: TaskData, weights: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
+    """Train embeddings, train labels, scored embeddings and scored labels under the encoder ``weights``."""
+    trainer.model.encoder.load_state_dict(weights)
+    trainer.inputs.clear()
     train, scored = trainer.train_data[task.name], trainer.test_data[task.name]
+    train_x = trainer.inputs.embeddings("train", task.name, train).cpu().numpy()
+    scored_x = trainer.inputs.embeddings("test", task.name, scored).cpu().numpy()
+    return train_x, train.labels.numpy(), scored_x, scored.labels.numpy()
+
+
+def scored(
+    train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, truth: np.ndarray, strength: float
+) -> dict[str, float]:
+    """A logistic-regression head at inverse L2 strength ``strength``, scored on ``x``."""
+    head = LogisticRegression(C=strength, max_iter=MAX_ITERATIONS).fit(train_x, train_y)
+    predicted = head.predict(x)
+    return {"acc": dev_metric("accuracy", truth, predicted), "f1": dev_metric("macro_f1", truth, predicted)}
+
+
+def interpolated_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
+    """Each α of the interpolation stage: the encoder moved towards its pretrained weights, heads solved."""
+    trainer, pretrained, seconds = trained_once(task, seed)
+    trained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
     records = {}
     for variant in STAGES["interpolation"]:
         alpha = float(variant.removeprefix("alpha"))
@@ -138,18 +197,24 @@ def interpolated_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
             key: alpha * value + (1 - alpha) * pretrained[key] if value.is_floating_point() else value
             for key, value in trained.items()
         }
-        trainer.model.encoder.load_state_dict(mixed)
-        trainer.inputs.clear()
-        train_x = trainer.inputs.embeddings("train", task.name, train).cpu().numpy()
-        head = solve_linear_head(train_x, train.labels.numpy(), len(task.labels))
-        scored_x = trainer.inputs.embeddings("test", task.name, scored).cpu().numpy()
-        predicted = (scored_x @ head.weight.T + head.bias).argmax(axis=1)
-        truth = scored.labels.numpy()
-        records[variant] = {
-            "acc": dev_metric("accuracy", truth, predicted),
-            "f1": dev_metric("macro_f1", truth, predicted),
-            "train_sec": metrics["train_seconds"],
-        }
+        records[variant] = {**scored(*embedded(trainer, task, mixed), 1.0), "train_sec": seconds}
+    return records
+
+
+def head_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
+    """Each variant of the heads stage on one trained encoder: a C, or both encoders' embeddings at C = 1."""
+    trainer, pretrained, seconds = trained_once(task, seed)
+    trained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
+    train_x, train_y, x, truth = embedded(trainer, task, trained)
+    records = {}
+    for variant in STAGES["heads"]:
+        if variant.startswith("concat"):
+            old_train_x, _, old_x, _ = embedded(trainer, task, pretrained)
+            both = (np.hstack([old_train_x, train_x]), train_y, np.hstack([old_x, x]), truth)
+            records[variant] = {**scored(*both, 1.0), "train_sec": seconds}
+        else:
+            strength = float(variant.removeprefix("c"))
+            records[variant] = {**scored(train_x, train_y, x, truth, strength), "train_sec": seconds}
     return records
 
 
@@ -192,6 +257,9 @@ def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, 
     return lines
 
 
+ONE_RUN_STAGES = {"interpolation": interpolated_runs, "heads": head_runs}
+
+
 def run_stage(args: argparse.Namespace) -> None:
     """Every set, seed and variant of the stage not yet in its JSONL file, one JSON line each."""
     suffix = "" if args.per_class == 8 else f"_n{args.per_class}"
@@ -206,8 +274,10 @@ def run_stage(args: argparse.Namespace) -> None:
             if not missing:
                 continue
             task = dev_task(args.data, name, args.per_class, seed)
-            if args.stage == "interpolation":
-                results = interpolated_runs(task, seed)
+            if args.stage in ONE_RUN_STAGES:
+                results = ONE_RUN_STAGES[args.stage](task, seed)
+            elif args.stage == "method":
+                results = {variant: method_run(task, seed, variant) for variant in missing}
             else:
                 results = {variant: run(task, seed, variants[variant]) for variant in missing}
             for variant in missing:

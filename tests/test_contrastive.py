@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,23 @@ def test_the_defaults_pick_the_path_by_labels_per_class(toy: ToyData, tmp_path: 
         with pytest.raises(InvalidInputError, match="--method contrastive"):
             choose_method(TrainingConfig(tasks=[f"few={few}"], method="contrastive", **overrides), [task])
     assert choose_method(TrainingConfig(tasks=[f"few={few}"], method="finetune"), [task]) == "finetune"
+
+
+@pytest.mark.parametrize("method", ["finetune", "contrastive"])
+def test_a_run_without_dev_rows_is_evaluated_once_at_its_end(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing to select a checkpoint by: no evaluation (and no best/ written) before the last step.
+    folder = toy.write_task(tmp_path / "few", rows(3, 2))
+    (folder / "dev.tsv").unlink()
+    config = contrastive_config(
+        tiny_bert_dir, tmp_path / "run", tasks=[f"few={folder}"], method=method, eval_every=None
+    )
+    with caplog.at_level(logging.INFO, logger="sentence_mtl.training.loop"):
+        metrics = train(config, load_run_tasks(config), show_progress=False)
+    assert "step 12: no dev rows to select on, this step's model is kept" in caplog.text
+    evaluations = [record["step"] for record in metrics["history"] if record["event"] == "eval"]
+    assert metrics["method"] == method and evaluations == [12] and metrics["best_step"] == 12
 
 
 def test_resume_mid_contrastive_stage_equals_an_uninterrupted_run(

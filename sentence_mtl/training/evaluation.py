@@ -98,6 +98,13 @@ def dev_record(
     return score, record
 
 
+def selection_text(dev: Scores, selection_tasks: list[str], score: float, objective: str) -> str:
+    """The log's words for a selection score: the dev mean, or that no dev rows select (the step is kept)."""
+    if not any(task in dev for task in selection_tasks):
+        return "no dev rows to select on, this step's model is kept"
+    return f"dev mean {objective} {score:.4f}"
+
+
 def load_best(
     model: MultiTaskModel, folder: Path, trust_remote_code: bool, context: DistributedContext
 ) -> None:

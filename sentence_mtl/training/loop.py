@@ -293,7 +293,8 @@ class Trainer:
         improved = record["improved"]
         self.state.history.append(record)
         self.folder.log(record)
-        logger.info("step %d: dev mean %s %.4f%s", self.state.step, objective, score, " (best)" * improved)
+        text = evaluation.selection_text(dev, self.selection_task_names, score, objective)
+        logger.info("step %d: %s%s", self.state.step, text, " (best)" * improved)
         if improved:
             self.state.best_score, self.state.best_step = score, self.state.step
             self.state.evals_without_improvement = 0

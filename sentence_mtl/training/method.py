@@ -83,8 +83,9 @@ def method_budget(config: TrainingConfig, method: str, batches_per_epoch: int, h
     """The step budget of a run of ``method``; a frozen encoder's exact solve (``convex``) is one step.
 
     The contrastive stage takes :data:`CONTRASTIVE_EPOCHS` passes unless ``--epochs`` or
-    ``--max-steps`` is given, with no ``--min-steps`` floor; without dev rows to select on it is
-    evaluated (heads solved, ``best/`` written) once, at its end.
+    ``--max-steps`` is given, with no ``--min-steps`` floor. Without dev rows to select on, a run of
+    either method is evaluated (heads solved on the contrastive path, ``best/`` written) once, at its
+    end, unless ``--eval-every`` asks for more: there is nothing to pick a checkpoint by.
     """
     if method == "convex":
         return step_budget(batches_per_epoch, max_steps=1)
@@ -99,6 +100,6 @@ def method_budget(config: TrainingConfig, method: str, batches_per_epoch: int, h
         eval_every=config.eval_every,
         warmup_ratio=config.warmup_ratio,
     )
-    if contrastive and not has_dev and config.eval_every is None:
+    if not has_dev and config.eval_every is None:
         return StepBudget(budget.total_steps, budget.total_steps, budget.warmup_steps)
     return budget
