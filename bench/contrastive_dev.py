@@ -15,10 +15,10 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
   --stage heads      one default run, then the head solved on its embeddings at inverse L2 strengths
                      C ∈ {1 (the default), 0.1, 10, 100}, and at C = 1 on the pretrained and the
                      trained embeddings side by side (concatenated)
-  --stage method     each method as a user runs it, defaults only: contrastive (the default up to 64
-                     rows per class) and finetune (the default above); with over 64 rows per class both
-                     get the dev rows the defaults carve from train (10 %). The learning curve that
-                     places the threshold: run it at --per-class 64, 128, ...
+  --stage method     the two recipes --method auto chooses between, each with its defaults: contrastive
+                     on every row (the recipe up to 64 rows per class) and fine-tuning with 10 % of
+                     the rows carved as dev to pick the checkpoint and stop early (the recipe above).
+                     The learning curve that places the threshold: run it at --per-class 64, 128, ...
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
 --per-class is not 8; finished runs are skipped on a rerun.
 
@@ -55,7 +55,6 @@ from sentence_mtl.analysis.comparison import welch_interval
 from sentence_mtl.data.task_folders import Split, TaskData, carve_dev, load_task_folder
 from sentence_mtl.training import Trainer, TrainingConfig, contrastive
 from sentence_mtl.training.convex import MAX_ITERATIONS, dev_metric
-from sentence_mtl.training.method import needs_carved_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "contrastive_dev_results"
@@ -140,10 +139,10 @@ def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> di
 
 
 def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
-    """One run of ``method`` with no other setting, dev rows carved from train as the defaults would."""
+    """One run of ``method`` with no other setting; fine-tuning gets its dev rows carved from train."""
     with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
         config = TrainingConfig(output_dir=scratch, method=method, seed=seed)
-        if needs_carved_dev(task, config.dev_fraction):
+        if method == "finetune":
             task = carve_dev(task, config.dev_fraction, config.data_seed)
         started = time.perf_counter()
         metrics = Trainer(config, [task]).fit(show_progress=False)
