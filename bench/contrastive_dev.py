@@ -205,11 +205,11 @@ def head_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
     trainer, pretrained, seconds = trained_once(task, seed)
     trained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
     train_x, train_y, x, truth = embedded(trainer, task, trained)
+    old_train_x, _, old_x, _ = embedded(trainer, task, pretrained)
+    both = (np.hstack([old_train_x, train_x]), train_y, np.hstack([old_x, x]), truth)
     records = {}
     for variant in STAGES["heads"]:
         if variant.startswith("concat"):
-            old_train_x, _, old_x, _ = embedded(trainer, task, pretrained)
-            both = (np.hstack([old_train_x, train_x]), train_y, np.hstack([old_x, x]), truth)
             records[variant] = {**scored(*both, 1.0), "train_sec": seconds}
         else:
             strength = float(variant.removeprefix("c"))
