@@ -15,6 +15,11 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
   --stage heads      one default run, then the head solved on its embeddings at inverse L2 strengths
                      C ∈ {1 (the default), 0.1, 10, 100}, and at C = 1 on the pretrained and the
                      trained embeddings side by side (concatenated)
+  --stage end_to_end one default run (heads solved), then the encoder and the solved head fine-tuned
+                     together by cross-entropy on the same rows, from a copy of that model for each of
+                     (passes, encoder LR, head LR): SetFit's differentiable-head settings (16, 1e-5,
+                     1e-2), the same with the fine-tuning head LR (16, 1e-5, 1e-3), and fine-tuning's
+                     own (4, 5e-5, 1e-3); all in the precision of the default run
   --stage method     the two recipes --method auto chooses between, each with its defaults: contrastive
                      on every row (the recipe up to 64 rows per class) and fine-tuning with 10 % of
                      the rows carved as dev to pick the checkpoint and stop early (the recipe above).
@@ -29,6 +34,8 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
     python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
     python bench/contrastive_dev.py --stage heads --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --stage heads --per-class 64 --sets sst mr cr mpqa --seeds 0 1
+    python bench/contrastive_dev.py --stage end_to_end --sets sst mr mpqa cr subj tweeteval_sentiment \
+        --seeds 0 1 2
     python bench/contrastive_dev.py --stage method --per-class 128 --sets sst mpqa tweeteval_sentiment \
         --seeds 0 1
     python bench/contrastive_dev.py --summary
@@ -37,6 +44,7 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -59,6 +67,9 @@ from sentence_mtl.training.convex import MAX_ITERATIONS, dev_metric
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "contrastive_dev_results"
 DEV_ROWS = 600
+# end_to_end variant: (passes, encoder learning rate, head learning rate)
+END_TO_END = {"e16_enc1e-5_head1e-2": (16, 1e-5, 1e-2), "e16_enc1e-5_head1e-3": (16, 1e-5, 1e-3),
+              "e4_enc5e-5_head1e-3": (4, 5e-5, 1e-3)}  # fmt: skip
 # name: (passes, encoder learning rate, loss, amp)
 STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "schedule": {
@@ -78,6 +89,8 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     },
     # The same one run; each variant only changes the head's C or the embeddings it is solved on.
     "heads": {name: (40, 5e-5, "pairs", "auto") for name in ("c1", "c0.1", "c10", "c100", "concat_c1")},
+    # One default run; each variant fine-tunes a copy of it end to end (see END_TO_END).
+    "end_to_end": {"contrastive": None, **dict.fromkeys(END_TO_END)},
     # Each method with its own defaults (see method_run).
     "method": {"contrastive": None, "finetune": None},
 }
@@ -217,6 +230,30 @@ def head_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
     return records
 
 
+def end_to_end_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
+    """The default run, then for each variant a copy of its encoder and solved head fine-tuned together."""
+    trainer, _, seconds = trained_once(task, seed)
+    default = trainer.evaluate("test")[task.name]  # the model as the contrastive path leaves it
+    records = {"contrastive": {"acc": default["accuracy"], "f1": default["macro_f1"], "train_sec": seconds}}
+    for variant, (epochs, encoder_lr, head_lr) in END_TO_END.items():
+        with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
+            config = TrainingConfig(
+                output_dir=scratch,
+                method="finetune",
+                epochs=epochs,
+                min_steps=1,
+                encoder_lr=encoder_lr,
+                head_lr=head_lr,
+                seed=seed,
+                amp=trainer.amp,  # the precision the default was trained and scored in
+            )
+            metrics = Trainer(config, [task], model=copy.deepcopy(trainer.model)).fit(show_progress=False)
+        scores = metrics["test"][task.name]
+        total = seconds + metrics["train_seconds"]
+        records[variant] = {"acc": scores["accuracy"], "f1": scores["macro_f1"], "train_sec": total}
+    return records
+
+
 def summary(out: Path) -> str:
     """Mean dev accuracy / macro-F1 and seconds per variant, and each variant against the stage's default.
 
@@ -256,7 +293,7 @@ def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, 
     return lines
 
 
-ONE_RUN_STAGES = {"interpolation": interpolated_runs, "heads": head_runs}
+ONE_RUN_STAGES = {"interpolation": interpolated_runs, "heads": head_runs, "end_to_end": end_to_end_runs}
 
 
 def run_stage(args: argparse.Namespace) -> None:

@@ -8,14 +8,23 @@ each one process timed from its start to its scores (imports, model load, traini
   defaults   python Task4/task4.py --task NAME=DIR --seed S                (no other flag)
   frozen     the same with --freeze encoder
   finetune   the same with --method finetune: cross-entropy fine-tuning, the default for many labels
+Transfer from a related task's model (--init-from MODEL, e.g. Task 4's OUTPUT_DIR/best trained on
+SST-3 with its head named "task", for TweetEval sentiment):
+  source           that model as it came, on the test split: no training (seconds from loading it)
+  transfer_frozen  python Task4/task4.py ... --init-from MODEL --freeze encoder: its head solved again
+  transfer         python Task4/task4.py ... --init-from MODEL: the defaults on top of it
 Results: WORK/<set>/n<N>/<method>/seed<S>.json; finished runs are skipped on a rerun, and the loop
 goes seed by seed, so a stopped run leaves whole seeds. --table writes WORK/table.md (mean ± sample
-SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit); --figure
-draws accuracy against N per set (matplotlib: pip install -e ".[figures]").
+SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit, and for the sets
+with transfer runs the paired 95 % CI of transfer − defaults and − SetFit); --figure draws accuracy
+against N per set (matplotlib: pip install -e ".[figures]").
 
     pip install -e ".[fewshot]"      # setfit, in an environment of its own if you like
     python bench/fewshot.py --data "$DATA" --sizes 8 --seeds 0 1 2 3 4 --setfit-python python
     python bench/fewshot.py --data "$DATA" --sizes 64 --seeds 0 1 2 --methods setfit defaults
+    python Task4/task4.py --task task="$DATA/sst" --output-dir runs/sst_source --seed 0
+    python bench/fewshot.py --data "$DATA" --sets tweeteval_sentiment --sizes 8 --seeds 0 1 2 3 4 \
+        --methods source transfer_frozen transfer --init-from runs/sst_source/best
     python bench/fewshot.py --table --figure docs/figures/fewshot.png
 """
 
@@ -38,12 +47,21 @@ from sentence_mtl.analysis.comparison import welch_interval
 from sentence_mtl.data.public_sets import to_tsv
 from sentence_mtl.data.task_folders import load_task_folder
 from sentence_mtl.io import atomic_write_text
+from sentence_mtl.metrics import classification_metrics
+from sentence_mtl.model.multitask import MultiTaskModel
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "fewshot_results"
 SETS = ("trec", "sst", "tweeteval_sentiment", "mr", "cr", "subj", "mpqa")
 METHODS = ("setfit", "defaults", "frozen", "finetune")
-TASK4_FLAGS = {"defaults": [], "frozen": ["--freeze", "encoder"], "finetune": ["--method", "finetune"]}
+TRANSFER_METHODS = ("source", "transfer_frozen", "transfer")
+TASK4_FLAGS = {
+    "defaults": [],
+    "frozen": ["--freeze", "encoder"],
+    "finetune": ["--method", "finetune"],
+    "transfer_frozen": ["--freeze", "encoder"],
+    "transfer": [],
+}
 
 
 def sample_rows(labels: list[int], n_classes: int, per_class: int, seed: int) -> np.ndarray:
@@ -70,15 +88,30 @@ def draw_sample(data: Path, name: str, per_class: int, seed: int, work: Path) ->
     return folder
 
 
-def run_method(method: str, folder: Path, seed: int, setfit_python: str) -> dict[str, Any]:
+def score_source(folder: Path, init_from: Path) -> dict[str, Any]:
+    """The related task's model as it came, its head named "task", on the folder's test split."""
+    task = load_task_folder("task", folder, dev_fraction=0)
+    started = time.perf_counter()
+    model = MultiTaskModel.load(init_from, device="cpu")
+    model.check_labels({"task": task.labels})
+    predicted = [task.labels.index(row["task"]["label"]) for row in model.predict(task.test.texts)]
+    metrics = classification_metrics(task.test.labels, predicted, task.labels)
+    test = {key: metrics[key] for key in ("accuracy", "macro_f1")}
+    return {"test": test, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_method(method: str, folder: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run as its own process; its scores and wall-clock seconds (or why it failed)."""
+    if method == "source":
+        return score_source(folder, args.init_from)
     with tempfile.TemporaryDirectory(prefix="fewshot-") as scratch:
         if method == "setfit":
-            command = [setfit_python, str(ROOT / "bench" / "setfit_run.py"), "--folder", str(folder)]
+            command = [args.setfit_python, str(ROOT / "bench" / "setfit_run.py"), "--folder", str(folder)]
             command += ["--seed", str(seed)]
         else:
             command = [sys.executable, str(ROOT / "Task4" / "task4.py"), "--task", f"task={folder}"]
             command += ["--seed", str(seed), "--output-dir", scratch, *TASK4_FLAGS[method]]
+            command += ["--init-from", str(args.init_from)] if method in TRANSFER_METHODS else []
         environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
@@ -102,8 +135,10 @@ def run_all(args: argparse.Namespace) -> None:
                     path = args.work / name / f"n{per_class}" / method / f"seed{seed}.json"
                     if path.is_file():
                         continue
-                    record = run_method(method, folder, seed, args.setfit_python)
+                    record = run_method(method, folder, seed, args)
                     record.update(set=name, per_class=per_class, seed=seed, method=method)
+                    if method in TRANSFER_METHODS:
+                        record["init_from"] = str(args.init_from)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_text(path, json.dumps(record, indent=1))
                     print(describe(record), flush=True)
@@ -140,6 +175,12 @@ def cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f}{spread}"
 
 
+def score_cell(accuracy: list[float], f1: list[float]) -> str:
+    """``mean ± SD / mean ± SD (n)`` of one set, size and method."""
+    count = f" ({len(accuracy)})" if accuracy else ""
+    return f"{cell(accuracy)} / {cell(f1)}{count}"
+
+
 def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
     """One markdown table for one N: a row per set, then the mean over sets."""
     methods = [method for method in METHODS if any(r["method"] == method for r in records)]
@@ -152,8 +193,7 @@ def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
         row = [name]
         for method in methods:
             accuracy, f1 = (scores_of(records, name, per_class, method, m) for m in ("accuracy", "macro_f1"))
-            count = f" ({len(accuracy)})" if accuracy else ""
-            row.append(f"{cell(accuracy)} / {cell(f1)}{count}")
+            row.append(score_cell(accuracy, f1))
             if accuracy:
                 means.setdefault((method, "accuracy"), []).append(statistics.fmean(accuracy))
                 means.setdefault((method, "macro_f1"), []).append(statistics.fmean(f1))
@@ -213,13 +253,55 @@ def seed_mean_differences(records: list[dict[str, Any]], per_class: int, metric:
     ]
 
 
+def paired_interval(
+    records: list[dict[str, Any]], name: str, per_class: int, methods: tuple[str, str], metric: str
+) -> str:
+    """The t interval over seeds of ``first − second``: both read the same sample of a seed."""
+    by_seed = [
+        {r["seed"]: 100 * r["test"][metric] for r in matching(records, name, per_class, m) if "test" in r}
+        for m in methods
+    ]
+    differences = [
+        by_seed[0][seed] - by_seed[1][seed] for seed in sorted(by_seed[0].keys() & by_seed[1].keys())
+    ]
+    return welch_interval(differences, [0.0] * len(differences)).describe() if len(differences) > 1 else "–"
+
+
+def transfer_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
+    """For each set with transfer runs at this N: every method's scores, and transfer against the others."""
+    names = [n for n in SETS if any(matching(records, n, per_class, m) for m in TRANSFER_METHODS)]
+    if not names:
+        return []
+    methods = (*TRANSFER_METHODS, "defaults", "setfit")
+    header = ["set", *(f"{method} acc / F1" for method in methods), "s a run (" + ", ".join(methods) + ")"]
+    header += [
+        f"transfer − {other}, {metric} [paired 95 % CI]"
+        for other in ("defaults", "setfit")
+        for metric in ("acc", "F1")
+    ]
+    lines = [f"**N = {per_class} per class, transfer from a related task's model**", ""]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name in names:
+        row = [name]
+        for method in methods:
+            accuracy, f1 = (scores_of(records, name, per_class, method, m) for m in ("accuracy", "macro_f1"))
+            row.append(score_cell(accuracy, f1))
+        seconds = [cell([r["seconds"] for r in matching(records, name, per_class, m)]) for m in methods]
+        row.append(", ".join(seconds))
+        for other in ("defaults", "setfit"):
+            for metric in ("accuracy", "macro_f1"):
+                row.append(paired_interval(records, name, per_class, ("transfer", other), metric))
+        lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def table(work: Path) -> str:
     records = load_records(work)
     sizes = sorted({record["per_class"] for record in records})
     failures = [r for r in records if "error" in r]
     lines = ["Test accuracy / macro-F1 (%), mean ± sample SD over sample seeds (n); seconds a run.", ""]
     for per_class in sizes:
-        lines += [*size_table(records, per_class), ""]
+        lines += [*size_table(records, per_class), "", *transfer_table(records, per_class)]
     lines += [f"- {describe(record)}" for record in failures]
     return "\n".join(lines) + "\n"
 
@@ -261,11 +343,14 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--sizes", nargs="+", type=int, default=[], help="labels per class, e.g. 8 64")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + TRANSFER_METHODS)
+    parser.add_argument("--init-from", type=Path, default=None, help="the related task's model (transfer)")
     parser.add_argument("--setfit-python", default=sys.executable, help="a Python that has setfit")
     parser.add_argument("--table", action="store_true", help="write WORK/table.md and print it")
     parser.add_argument("--figure", type=Path, default=None, help="draw accuracy against N into this PNG")
     args = parser.parse_args()
+    if set(args.methods) & set(TRANSFER_METHODS) and args.init_from is None:
+        parser.error("the transfer methods start from a related task's model; pass --init-from MODEL")
     run_all(args)
     if args.table:
         text = table(args.work)

@@ -1,4 +1,4 @@
-"""bench/fewshot.py: the sampler every method shares, skipping finished runs, and the table's arithmetic."""
+"""bench/fewshot.py: the sampler every method shares, skipping finished runs, and the tables' arithmetic."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_finished_runs_are_skipped_and_the_table_compares_with_setfit(
     calls: list[tuple[str, int]] = []
     scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.73, 0.74]}
 
-    def fake_run(method: str, folder: Path, seed: int, setfit_python: str) -> dict[str, Any]:
+    def fake_run(method: str, folder: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         calls.append((method, seed))
         assert (folder / "train.tsv").read_text().count("\n") == 1 + 2 * 4  # header + 4 per class
         value = scores[method][seed]
@@ -71,3 +71,38 @@ def test_finished_runs_are_skipped_and_the_table_compares_with_setfit(
     # Paired by seed: differences 10, 11, 10; t(0.975, 2) · 0.577 / √3 = 4.303 · 0.333 = 1.43.
     paired = "+10.3; paired by seed +10.3 [+8.9, +11.8]"
     assert f"| mean over the sets | 62.0 / 62.0 | 72.3 / 72.3 | 1.0, 1.0 | {paired} | {paired} |" in text
+
+
+def test_transfer_runs_name_their_source_and_are_paired_with_defaults_and_setfit(
+    fewshot: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_set(tmp_path / "data")
+    scores = {
+        "setfit": [0.60, 0.62, 0.64],
+        "defaults": [0.70, 0.73, 0.74],
+        "transfer": [0.80, 0.81, 0.83],
+        "source": [0.50, 0.50, 0.50],
+    }
+
+    def fake_run(method: str, folder: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+        value = scores[method][seed]
+        return {"test": {"accuracy": value, "macro_f1": value}, "seconds": 1.0}
+
+    run_all, table = fewshot["run_all"], fewshot["table"]
+    monkeypatch.setitem(run_all.__globals__, "run_method", fake_run)
+    monkeypatch.setitem(run_all.__globals__, "SETS", ("toy",))
+    args = argparse.Namespace(
+        sizes=[4], seeds=[0, 1, 2], sets=["toy"], methods=list(scores), data=tmp_path / "data",
+        work=tmp_path / "work", setfit_python="python", init_from=tmp_path / "source" / "best",
+    )  # fmt: skip
+    run_all(args)
+    transfer = json.loads((tmp_path / "work" / "toy" / "n4" / "transfer" / "seed0.json").read_text())
+    defaults = json.loads((tmp_path / "work" / "toy" / "n4" / "defaults" / "seed0.json").read_text())
+    assert transfer["init_from"] == str(tmp_path / "source" / "best") and "init_from" not in defaults
+    main_table, transfer_table = table(tmp_path / "work").split("transfer from a related task's model")
+    assert "transfer" not in main_table.split("**N = 4 per class**")[1]  # the main table keeps its columns
+    assert "| toy | 50.0 ± 0.0 / 50.0 ± 0.0 (3) | – / – | 81.3 ± 1.5 / 81.3 ± 1.5 (3) |" in transfer_table
+    # Paired by seed, transfer − defaults: 10, 8, 9, so 9 ± t(0.975, 2) · 1 / √3 = 9 ± 2.48.
+    # Transfer − SetFit: 20, 19, 19, so 19.3 ± 4.303 · 0.577 / √3 = 19.3 ± 1.43.
+    differences = "+9.0 [+6.5, +11.5] | +9.0 [+6.5, +11.5] | +19.3 [+17.9, +20.8] | +19.3 [+17.9, +20.8] |"
+    assert differences in transfer_table
