@@ -16,7 +16,7 @@ SST-3 with its head named "task", for TweetEval sentiment):
 Results: WORK/<set>/n<N>/<method>/seed<S>.json; finished runs are skipped on a rerun, and the loop
 goes seed by seed, so a stopped run leaves whole seeds. --table writes WORK/table.md (mean ± sample
 SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit, and for the sets
-with transfer runs the paired 95 % CI of transfer − defaults and − SetFit); --figure draws accuracy
+with transfer runs the paired 95 % CI of transfer − source, − defaults and − SetFit); --figure draws accuracy
 against N per set (matplotlib: pip install -e ".[figures]").
 
     pip install -e ".[fewshot]"      # setfit, in an environment of its own if you like
@@ -276,7 +276,7 @@ def transfer_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
     header = ["set", *(f"{method} acc / F1" for method in methods), "s a run (" + ", ".join(methods) + ")"]
     header += [
         f"transfer − {other}, {metric} [paired 95 % CI]"
-        for other in ("defaults", "setfit")
+        for other in ("source", "defaults", "setfit")
         for metric in ("acc", "F1")
     ]
     lines = [f"**N = {per_class} per class, transfer from a related task's model**", ""]
@@ -288,7 +288,7 @@ def transfer_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
             row.append(score_cell(accuracy, f1))
         seconds = [cell([r["seconds"] for r in matching(records, name, per_class, m)]) for m in methods]
         row.append(", ".join(seconds))
-        for other in ("defaults", "setfit"):
+        for other in ("source", "defaults", "setfit"):
             for metric in ("accuracy", "macro_f1"):
                 row.append(paired_interval(records, name, per_class, ("transfer", other), metric))
         lines.append("| " + " | ".join(row) + " |")
