@@ -15,8 +15,9 @@ SST-3 with its head named "task", for TweetEval sentiment):
   transfer         python Task4/task4.py ... --init-from MODEL: the defaults on top of it
 Results: WORK/<set>/n<N>/<method>/seed<S>.json; finished runs are skipped on a rerun, and the loop
 goes seed by seed, so a stopped run leaves whole seeds. --table writes WORK/table.md (mean ± sample
-SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit, and for the sets
-with transfer runs the paired 95 % CI of transfer − source, − defaults and − SetFit); --figure draws accuracy
+SD of test accuracy / macro-F1, seconds a run, Welch 95 % CI of defaults − SetFit, the paired 95 % CI
+of defaults − finetune on the mean over the sets where finetune ran, and for the sets with transfer
+runs the paired 95 % CI of transfer − source, − defaults and − SetFit); --figure draws accuracy
 against N per set (matplotlib: pip install -e ".[figures]").
 
     pip install -e ".[fewshot]"      # setfit, in an environment of its own if you like
@@ -183,7 +184,7 @@ def score_cell(accuracy: list[float], f1: list[float]) -> str:
 
 def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
     """One markdown table for one N: a row per set, then the mean over sets."""
-    methods = [method for method in METHODS if any(r["method"] == method for r in records)]
+    methods = [m for m in METHODS if any((r["method"], r["per_class"]) == (m, per_class) for r in records)]
     header = ["set", *(f"{method} acc / F1" for method in methods), "s a run (" + ", ".join(methods) + ")"]
     header += ["defaults − SetFit, acc [95 % CI]", "F1 [95 % CI]"]
     lines = [f"**N = {per_class} per class**", "", "| " + " | ".join(header) + " |"]
@@ -205,6 +206,8 @@ def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
             row.append(welch_interval(ours, theirs).describe() if enough else "–")
         lines.append("| " + " | ".join(row) + " |")
     lines.append(mean_row(records, per_class, methods, means))
+    if {"defaults", "finetune"} <= set(methods):
+        lines += ["", finetune_line(records, per_class)]
     return lines
 
 
@@ -227,7 +230,7 @@ def mean_row(
     if {"defaults", "setfit"} <= set(methods):
         for key in ("accuracy", "macro_f1"):
             estimate = f"{average[('defaults', key)] - average[('setfit', key)]:+.1f}"
-            by_seed = seed_mean_differences(records, per_class, key)
+            by_seed = seed_mean_differences(records, per_class, key, ("defaults", "setfit"))
             paired = welch_interval(by_seed, [0.0] * len(by_seed)) if len(by_seed) > 1 else None
             row.append(f"{estimate}; paired by seed {paired.describe()}" if paired else estimate)
     else:
@@ -235,22 +238,37 @@ def mean_row(
     return "| " + " | ".join(row) + " |"
 
 
-def seed_mean_differences(records: list[dict[str, Any]], per_class: int, metric: str) -> list[float]:
-    """For each seed that every set ran with both methods: the mean over the sets of defaults − SetFit.
+def seed_mean_differences(
+    records: list[dict[str, Any]], per_class: int, metric: str, methods: tuple[str, str]
+) -> list[float]:
+    """For each seed that every set ran with both methods: the mean over the sets of first − second.
 
     Both methods read the same sample of a seed, so the seeds pair them; the t interval over these
     means (Welch's against a constant group) is the interval of the mean-over-sets difference.
     """
+    first, second = methods
     scores: dict[tuple[str, str, int], float] = {}
     for record in records:
         if record["per_class"] == per_class and "test" in record:
             scores[(record["set"], record["method"], record["seed"])] = 100 * record["test"][metric]
     seeds = sorted({seed for _, _, seed in scores})
-    complete = [s for s in seeds if all((n, m, s) in scores for n in SETS for m in ("defaults", "setfit"))]
+    complete = [s for s in seeds if all((n, m, s) in scores for n in SETS for m in methods)]
     return [
-        statistics.fmean(scores[(name, "defaults", seed)] - scores[(name, "setfit", seed)] for name in SETS)
+        statistics.fmean(scores[(name, first, seed)] - scores[(name, second, seed)] for name in SETS)
         for seed in complete
     ]
+
+
+def finetune_line(records: list[dict[str, Any]], per_class: int) -> str:
+    """What the few-label path gains over cross-entropy fine-tuning: defaults − finetune, paired by seed."""
+    parts = []
+    for label, metric in (("accuracy", "accuracy"), ("macro-F1", "macro_f1")):
+        by_seed = seed_mean_differences(records, per_class, metric, ("defaults", "finetune"))
+        if len(by_seed) > 1:
+            parts.append(f"{label} {welch_interval(by_seed, [0.0] * len(by_seed)).describe()}")
+    seeds = len(seed_mean_differences(records, per_class, "accuracy", ("defaults", "finetune")))
+    found = "; ".join(parts) if parts else "fewer than two seeds with every set"
+    return f"Defaults − finetune, mean over the sets, paired by seed ({seeds} seeds): {found}."
 
 
 def paired_interval(

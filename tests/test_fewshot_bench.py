@@ -107,3 +107,32 @@ def test_transfer_runs_name_their_source_and_are_paired_with_defaults_and_setfit
     # Transfer − SetFit: 20, 19, 19, so 19.3 ± 4.303 · 0.577 / √3 = 19.3 ± 1.43.
     intervals = ("+31.3 [+27.5, +35.1]", "+9.0 [+6.5, +11.5]", "+19.3 [+17.9, +20.8]")
     assert " | ".join(interval for interval in intervals for _ in range(2)) + " |" in transfer_table
+
+
+def test_finetune_is_a_column_only_where_it_ran_and_is_paired_with_the_defaults(
+    fewshot: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_set(tmp_path / "data")
+    scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.73, 0.74], "finetune": [0.50, 0.55, 0.53]}
+
+    def fake_run(method: str, folder: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+        value = scores[method][seed]
+        return {"test": {"accuracy": value, "macro_f1": value}, "seconds": 1.0}
+
+    run_all, table = fewshot["run_all"], fewshot["table"]
+    monkeypatch.setitem(run_all.__globals__, "run_method", fake_run)
+    monkeypatch.setitem(run_all.__globals__, "SETS", ("toy",))
+    for sizes, methods in (([4], list(scores)), ([2], ["setfit", "defaults"])):
+        args = argparse.Namespace(
+            sizes=sizes, seeds=[0, 1, 2], sets=["toy"], methods=methods, data=tmp_path / "data",
+            work=tmp_path / "work", setfit_python="python",
+        )  # fmt: skip
+        run_all(args)
+    small, large = table(tmp_path / "work").split("**N = 4 per class**")
+    assert "finetune" not in small  # no finetune runs at N = 2: no empty column, and a mean row
+    assert "| mean over the sets | 62.0 / 62.0 | 72.3 / 72.3 | 1.0, 1.0 |" in small
+    finetune = "52.7 ± 2.5 / 52.7 ± 2.5 (3)"
+    assert f"| toy | 62.0 ± 2.0 / 62.0 ± 2.0 (3) | 72.3 ± 2.1 / 72.3 ± 2.1 (3) | {finetune} |" in large
+    # Paired by seed, defaults − finetune: 20, 18, 21, so 19.7 ± t(0.975, 2) · 1.53 / √3 = 19.7 ± 3.79.
+    expected = "paired by seed (3 seeds): accuracy +19.7 [+15.9, +23.5]; macro-F1 +19.7 [+15.9, +23.5]."
+    assert expected in large
