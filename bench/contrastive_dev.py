@@ -7,6 +7,9 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
   --stage variants   at the chosen schedule: the pair loss in fp32 (the default's loss), supervised
                      contrastive loss (Khosla et al. 2020, temperature 0.1) in fp32, and the pair
                      loss under bf16 autocast (speed and accuracy of --amp bf16 on this CPU)
+  --stage passes     the pass count at the default LR in the default precision (--amp auto): 40, 20,
+                     10 and 5; for larger N (--per-class 64), where 40 passes over more rows may
+                     move the encoder too far
   --stage interpolation
                      one default run, then the encoder's weights interpolated towards the pretrained
                      ones, θ = α·trained + (1 − α)·pretrained (WiSE-FT, Wortsman et al. 2022), the
@@ -31,6 +34,8 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
     python bench/contrastive_dev.py --stage variants --sets sst mr mpqa cr subj --seeds 0 1
     python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj tweeteval_sentiment \
         --seeds 0 1 2
+    python bench/contrastive_dev.py --stage passes --per-class 64 --sets sst mr mpqa cr subj \
+        tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
     python bench/contrastive_dev.py --stage heads --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --stage heads --per-class 64 --sets sst mr cr mpqa --seeds 0 1
@@ -83,6 +88,7 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
         "supcon_fp32": (40, 5e-5, "supcon", "fp32"),
         "pairs_bf16": (40, 5e-5, "pairs", "bf16"),
     },
+    "passes": {f"e{passes}": (passes, 5e-5, "pairs", "auto") for passes in (40, 20, 10, 5)},
     # One default run (--amp auto) a set and seed; each α only changes the weights its heads are solved on.
     "interpolation": {
         f"alpha{alpha:.2f}": (40, 5e-5, "pairs", "auto") for alpha in (1.0, 0.75, 0.5, 0.25, 0.0)

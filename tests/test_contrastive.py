@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from sentence_mtl import MultiTaskModel, SentenceEncoder, TaskSpec
 from sentence_mtl.errors import InvalidInputError, TrainingInterrupted
 from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config, train
-from sentence_mtl.training.contrastive import cosine_pair_loss, pair_relations
+from sentence_mtl.training.contrastive import contrastive_passes, cosine_pair_loss, pair_relations
 from sentence_mtl.training.method import FEW_LABELS_PER_CLASS, choose_method, load_run_tasks
 
 
@@ -134,6 +134,31 @@ def test_the_defaults_pick_the_path_by_labels_per_class(toy: ToyData, tmp_path: 
         with pytest.raises(InvalidInputError, match="--method contrastive"):
             choose_method(TrainingConfig(tasks=[f"few={few}"], method="contrastive", **overrides), [task])
     assert choose_method(TrainingConfig(tasks=[f"few={few}"], method="finetune"), [task]) == "finetune"
+
+
+def test_the_pair_stage_takes_fewer_passes_as_labels_per_class_grow() -> None:
+    assert contrastive_passes(2) == contrastive_passes(8) == 40
+    assert contrastive_passes(64) == pytest.approx(10) and contrastive_passes(1000) == 10
+    between = [contrastive_passes(n) for n in (9, 16, 32, 63)]
+    assert 40 > between[0] > between[1] > between[2] > between[3] > 10
+    assert between[1] == pytest.approx(40 / 4 ** (1 / 3)) and between[2] == pytest.approx(40 / 16 ** (1 / 3))
+
+
+@pytest.mark.parametrize(("per_class", "passes"), [(8, 40), (64, 10)])
+def test_the_defaults_size_the_pair_stage_by_labels_per_class(
+    toy: ToyData, tiny_bert_dir: Path, tmp_path: Path, per_class: int, passes: int
+) -> None:
+    folder = toy.write_task(tmp_path / "few", rows(per_class, 2))
+    (folder / "dev.tsv").unlink()
+    config = contrastive_config(tiny_bert_dir, tmp_path / "run", tasks=[f"few={folder}"], max_steps=None)
+    trainer = Trainer(config, load_run_tasks(config))
+    assert trainer.method == "contrastive" and trainer.batches_per_epoch == -(-2 * per_class // 6)
+    assert trainer.total_steps == passes * trainer.batches_per_epoch
+    # --epochs is taken as given.
+    config = contrastive_config(
+        tiny_bert_dir, tmp_path / "run", tasks=[f"few={folder}"], max_steps=None, epochs=3.0
+    )
+    assert Trainer(config, load_run_tasks(config)).total_steps == 3 * trainer.batches_per_epoch
 
 
 @pytest.mark.parametrize("method", ["finetune", "contrastive"])

@@ -14,6 +14,8 @@ pairs the rows of its own shard of the global batch.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -21,8 +23,28 @@ from sentence_mtl.devices import autocast
 from sentence_mtl.training.inputs import Inputs
 from sentence_mtl.training.objective import ForwardAndLoss
 
-# Passes over the training rows of the contrastive stage, unless --epochs or --max-steps say otherwise.
-CONTRASTIVE_EPOCHS = 40.0
+# Passes over the training rows of the contrastive stage, unless --epochs or --max-steps say otherwise:
+# MOST_PASSES up to FULL_PASSES_UNTIL rows per class, FEWEST_PASSES from FEWEST_PASSES_FROM on, and
+# log-linear in between (see contrastive_passes).
+MOST_PASSES, FULL_PASSES_UNTIL = 40.0, 8.0
+FEWEST_PASSES, FEWEST_PASSES_FROM = 10.0, 64.0
+
+
+def contrastive_passes(rows_per_class: float) -> float:
+    """Passes over the training rows for the pair stage: fewer as the labels per class grow.
+
+    With more rows per class each pass holds more pairs, and the encoder drifts further from what it
+    knew: on dev, 40 passes were the best count tried at 8 rows per class, while at 64 rows per class
+    10 passes were level with 40 in a quarter of the time and 5 were worse (docs/results.md, "Few
+    labels"). Between the two sizes the count falls on a straight line in log-log space,
+    ``40 · (8 / n)^(2/3)``, which meets both.
+    """
+    if rows_per_class <= FULL_PASSES_UNTIL:
+        return MOST_PASSES
+    if rows_per_class >= FEWEST_PASSES_FROM:
+        return FEWEST_PASSES
+    slope = math.log(MOST_PASSES / FEWEST_PASSES) / math.log(FEWEST_PASSES_FROM / FULL_PASSES_UNTIL)
+    return MOST_PASSES * (FULL_PASSES_UNTIL / rows_per_class) ** slope
 
 
 def pair_relations(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

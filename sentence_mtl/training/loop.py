@@ -35,7 +35,7 @@ from sentence_mtl.training.config import TrainingConfig
 from sentence_mtl.training.contrastive import ContrastiveForwardAndLoss
 from sentence_mtl.training.convex import solve_heads
 from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit, batch_streams, tokenize_split
-from sentence_mtl.training.method import choose_method, method_budget
+from sentence_mtl.training.method import choose_method, method_budget, training_rows_per_class
 from sentence_mtl.training.objective import ForwardAndLoss, task_loss
 from sentence_mtl.training.optimization import (
     linear_schedule,
@@ -109,7 +109,8 @@ class Trainer:
         self.convex = self.cached and config.frozen_solver == "convex" and self.model.head_type == "linear"
         has_dev = any(name in self.dev_data for name in self.selection_task_names)
         stage = "convex" if self.convex else self.method
-        budget = method_budget(config, stage, self.batches_per_epoch, has_dev)
+        rows_per_class = training_rows_per_class([self.tasks[name] for name in self.train_task_names])
+        budget = method_budget(config, stage, self.batches_per_epoch, has_dev, rows_per_class)
         self.total_steps, self.eval_every = budget.total_steps, budget.eval_every
         self._build_optimizer(budget.warmup_steps)
         self.state = TrainState()

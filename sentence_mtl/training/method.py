@@ -24,7 +24,7 @@ from sentence_mtl.data.task_folders import TaskData, carve_dev, load_tasks
 from sentence_mtl.errors import InvalidInputError
 from sentence_mtl.training.budget import StepBudget, step_budget
 from sentence_mtl.training.config import TrainingConfig
-from sentence_mtl.training.contrastive import CONTRASTIVE_EPOCHS
+from sentence_mtl.training.contrastive import contrastive_passes
 
 FEW_LABELS_PER_CLASS = 64
 
@@ -79,10 +79,18 @@ def load_run_tasks(config: TrainingConfig) -> list[TaskData]:
     return [carve_dev(task, fraction, seed) if needs_carved_dev(task, fraction) else task for task in tasks]
 
 
-def method_budget(config: TrainingConfig, method: str, batches_per_epoch: int, has_dev: bool) -> StepBudget:
+def training_rows_per_class(tasks: Sequence[TaskData]) -> float:
+    """Labelled training rows per class over the tasks a run trains on, counted together."""
+    return sum(len(task.train) for task in tasks) / sum(len(task.labels) for task in tasks)
+
+
+def method_budget(
+    config: TrainingConfig, method: str, batches_per_epoch: int, has_dev: bool, rows_per_class: float
+) -> StepBudget:
     """The step budget of a run of ``method``; a frozen encoder's exact solve (``convex``) is one step.
 
-    The contrastive stage takes :data:`CONTRASTIVE_EPOCHS` passes unless ``--epochs`` or
+    The contrastive stage takes :func:`~sentence_mtl.training.contrastive.contrastive_passes` of
+    ``rows_per_class`` (the run's :func:`training_rows_per_class`) unless ``--epochs`` or
     ``--max-steps`` is given, with no ``--min-steps`` floor. Without dev rows to select on, a run of
     either method is evaluated (heads solved on the contrastive path, ``best/`` written) once, at its
     end, unless ``--eval-every`` asks for more: there is nothing to pick a checkpoint by.
@@ -90,7 +98,9 @@ def method_budget(config: TrainingConfig, method: str, batches_per_epoch: int, h
     if method == "convex":
         return step_budget(batches_per_epoch, max_steps=1)
     contrastive = method == "contrastive"
-    epochs = config.epochs if config.epochs is not None or not contrastive else CONTRASTIVE_EPOCHS
+    epochs = (
+        config.epochs if config.epochs is not None or not contrastive else contrastive_passes(rows_per_class)
+    )
     budget = step_budget(
         batches_per_epoch,
         grad_accumulation=config.grad_accumulation,
