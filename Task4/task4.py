@@ -149,7 +149,8 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=float,
         default=DEFAULTS.epochs,
-        help="exactly this many epochs (default: 4, but at least --min-steps updates)",
+        help="exactly this many epochs (default: fine-tuning 4, but at least --min-steps updates; "
+        "the contrastive path 40 at up to 8 labels per class, falling to 10 at 64)",
     )
     optim.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, help="overrides --epochs")
     optim.add_argument(

@@ -8,8 +8,8 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
                      contrastive loss (Khosla et al. 2020, temperature 0.1) in fp32, and the pair
                      loss under bf16 autocast (speed and accuracy of --amp bf16 on this CPU)
   --stage passes     the pass count at the default LR in the default precision (--amp auto): 40, 20,
-                     10 and 5; for larger N (--per-class 64), where 40 passes over more rows may
-                     move the encoder too far
+                     10 and 5; for larger N (--per-class 32, 64), where 40 passes over more rows
+                     may move the encoder too far
   --stage interpolation
                      one default run, then the encoder's weights interpolated towards the pretrained
                      ones, θ = α·trained + (1 − α)·pretrained (WiSE-FT, Wortsman et al. 2022), the
@@ -35,6 +35,8 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
     python bench/contrastive_dev.py --stage interpolation --sets sst mr mpqa cr subj tweeteval_sentiment \
         --seeds 0 1 2
     python bench/contrastive_dev.py --stage passes --per-class 64 --sets sst mr mpqa cr subj \
+        tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage passes --per-class 32 --sets sst mr mpqa cr subj \
         tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --stage interpolation --per-class 64 --sets sst mr mpqa cr --seeds 0 1
     python bench/contrastive_dev.py --stage heads --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2

@@ -34,8 +34,8 @@ def contrastive_passes(rows_per_class: float) -> float:
     """Passes over the training rows for the pair stage: fewer as the labels per class grow.
 
     With more rows per class each pass holds more pairs, and the encoder drifts further from what it
-    knew: on dev, 40 passes were the best count tried at 8 rows per class, while at 64 rows per class
-    10 passes were level with 40 in a quarter of the time and 5 were worse (docs/results.md, "Few
+    knew. On dev, 40 passes were the best count tried at 8 rows per class; at 64 rows per class 10
+    passes were level with 40 at a quarter of the cost, and 5 were worse (docs/results.md, "Few
     labels"). Between the two sizes the count falls on a straight line in log-log space,
     ``40 · (8 / n)^(2/3)``, which meets both.
     """
