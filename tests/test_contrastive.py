@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,7 @@ def test_the_defaults_size_the_pair_stage_by_labels_per_class(
     (folder / "dev.tsv").unlink()
     config = contrastive_config(tiny_bert_dir, tmp_path / "run", tasks=[f"few={folder}"], max_steps=None)
     trainer = Trainer(config, load_run_tasks(config))
-    assert trainer.method == "contrastive" and trainer.batches_per_epoch == -(-2 * per_class // 6)
+    assert trainer.method == "contrastive" and trainer.batches_per_epoch == math.ceil(2 * per_class / 6)
     assert trainer.total_steps == passes * trainer.batches_per_epoch
     # --epochs is taken as given.
     config = contrastive_config(
