@@ -20,6 +20,7 @@ DATA is a folder of task folders, e.g. the one `python bench/build_data.py "$DAT
 
 With up to 64 labelled rows per class in every task (and no --freeze encoder or --head mlp), the
 encoder trains on pairs built from the labels and the heads are then solved exactly (SetFit's recipe),
+each class also training on 8 copies of "This sentence is {label}." when its label names are words,
 and no dev rows are carved from train; with more, encoder and heads are fine-tuned together.
 --method contrastive | finetune chooses for you (sentence_mtl/training/method.py).
 
@@ -134,6 +135,13 @@ def add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
         help="how the encoder trains: finetune (cross-entropy with the heads), contrastive (pairs from "
         "the labels, then heads solved exactly), or auto: contrastive when every training task has "
         "few labels per class (sentence_mtl/training/method.py has the rule)",
+    )
+    model.add_argument(
+        "--label-sentences",
+        type=int,
+        default=DEFAULTS.label_sentences,
+        help='on the contrastive path, copies of "This sentence is {label}." added to each class\'s '
+        "train rows when the label names are words (0: none; sentence_mtl/training/label_sentences.py)",
     )
     model.add_argument(
         "--frozen-solver",

@@ -101,6 +101,9 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "end_to_end": {"contrastive": None, **dict.fromkeys(END_TO_END)},
     # Each method with its own defaults (see method_run).
     "method": {"contrastive": None, "finetune": None},
+    # The default run with K sentences "This sentence is {label}." a class added to the train rows
+    # (training.label_sentences); the passes are the defaults' count for the sample alone (run_stage).
+    "label_names": {name: (40, 5e-5, "pairs", "auto") for name in ("names0", "names2", "names8")},
 }
 
 
@@ -136,7 +139,10 @@ def dev_task(data: Path, name: str, per_class: int, seed: int) -> TaskData:
     return TaskData(name, full.labels, train, None, dev, False)  # scored as "test": dev picks nothing
 
 
-def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> dict[str, Any]:
+def run(
+    task: TaskData, seed: int, variant: tuple[float, float, str, str], label_sentences: int = 0
+) -> dict[str, Any]:
+    """One contrastive run of ``variant``; the stages before the label_names stage had no label sentences."""
     epochs, learning_rate, loss, amp = variant
     contrastive.cosine_pair_loss = LOSSES[loss]  # the stage's loss, looked up at each call
     try:
@@ -148,6 +154,7 @@ def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> di
                 encoder_lr=learning_rate,
                 seed=seed,
                 amp=amp,
+                label_sentences=label_sentences,
             )
             started = time.perf_counter()
             metrics = Trainer(config, [task]).fit(show_progress=False)
@@ -162,7 +169,7 @@ def run(task: TaskData, seed: int, variant: tuple[float, float, str, str]) -> di
 def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
     """One run of ``method`` with no other setting; fine-tuning gets its dev rows carved from train."""
     with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
-        config = TrainingConfig(output_dir=scratch, method=method, seed=seed)
+        config = TrainingConfig(output_dir=scratch, method=method, seed=seed, label_sentences=0)
         if method == "finetune":
             task = carve_dev(task, config.dev_fraction, config.data_seed)
         started = time.perf_counter()
@@ -180,7 +187,7 @@ def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
 def trained_once(task: TaskData, seed: int) -> tuple[Trainer, dict[str, torch.Tensor], float]:
     """One default contrastive run; the trainer, the encoder's pretrained weights and the training seconds."""
     with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
-        config = TrainingConfig(output_dir=scratch, method="contrastive", seed=seed)
+        config = TrainingConfig(output_dir=scratch, method="contrastive", seed=seed, label_sentences=0)
         trainer = Trainer(config, [task])
         pretrained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
         metrics = trainer.fit(show_progress=False)
@@ -314,7 +321,8 @@ def run_stage(args: argparse.Namespace) -> None:
     for name in args.sets:
         for seed in args.seeds:
             variants = STAGES[args.stage]
-            missing = [variant for variant in variants if (name, seed, variant) not in done]
+            wanted = args.variants or list(variants)
+            missing = [variant for variant in wanted if (name, seed, variant) not in done]
             if not missing:
                 continue
             task = dev_task(args.data, name, args.per_class, seed)
@@ -322,6 +330,14 @@ def run_stage(args: argparse.Namespace) -> None:
                 results = ONE_RUN_STAGES[args.stage](task, seed)
             elif args.stage == "method":
                 results = {variant: method_run(task, seed, variant) for variant in missing}
+            elif args.stage == "label_names":  # the pass count the defaults give the sample alone
+                passes = contrastive.contrastive_passes(args.per_class)
+                results = {
+                    variant: run(
+                        task, seed, (passes, *variants[variant][1:]), int(variant.removeprefix("names"))
+                    )
+                    for variant in missing
+                }
             else:
                 results = {variant: run(task, seed, variants[variant]) for variant in missing}
             for variant in missing:
@@ -341,8 +357,12 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["sst", "mr", "mpqa", "cr", "subj"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--variants", nargs="+", default=None, help="a subset of the stage's variants")
     parser.add_argument("--summary", action="store_true", help="print the summary of OUT")
     args = parser.parse_args()
+    unknown = set(args.variants or ()) - set(STAGES.get(args.stage) or ())
+    if unknown:
+        parser.error(f"--variants {sorted(unknown)} are not variants of --stage {args.stage}")
     if args.stage:
         run_stage(args)
     if args.summary:

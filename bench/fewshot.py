@@ -8,6 +8,8 @@ each one process timed from its start to its scores (imports, model load, traini
   defaults   python Task4/task4.py --task NAME=DIR --seed S                (no other flag)
   frozen     the same with --freeze encoder
   finetune   the same with --method finetune: cross-entropy fine-tuning, the default for many labels
+  pairs_only the same with --label-sentences 0: the contrastive path on the labelled rows alone
+  setfit_names  SetFit with the rows the defaults add: 8 copies of "This sentence is {label}." a class
 Transfer from a related task's model (--init-from MODEL, e.g. Task 4's OUTPUT_DIR/best trained on
 SST-3 with its head named "task", for TweetEval sentiment):
   source           that model as it came, on the test split: no training (seconds from loading it)
@@ -54,12 +56,17 @@ from sentence_mtl.model.multitask import MultiTaskModel
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "fewshot_results"
 SETS = ("trec", "sst", "tweeteval_sentiment", "mr", "cr", "subj", "mpqa")
-METHODS = ("setfit", "defaults", "frozen", "finetune")
+METHODS = ("setfit", "defaults", "frozen", "finetune", "pairs_only", "setfit_names")
+SETFIT_FLAGS = {"setfit": [], "setfit_names": ["--label-sentences", "8"]}
+# Pairs of methods compared on the mean over the sets, paired by seed, below each table.
+PAIRED = (("defaults", "finetune"), ("defaults", "pairs_only"), ("defaults", "setfit_names"),
+          ("setfit_names", "setfit"))  # fmt: skip
 TRANSFER_METHODS = ("source", "transfer_frozen", "transfer")
 TASK4_FLAGS = {
     "defaults": [],
     "frozen": ["--freeze", "encoder"],
     "finetune": ["--method", "finetune"],
+    "pairs_only": ["--label-sentences", "0"],
     "transfer_frozen": ["--freeze", "encoder"],
     "transfer": [],
 }
@@ -106,9 +113,9 @@ def run_method(method: str, folder: Path, seed: int, args: argparse.Namespace) -
     if method == "source":
         return score_source(folder, args.init_from)
     with tempfile.TemporaryDirectory(prefix="fewshot-") as scratch:
-        if method == "setfit":
+        if method in SETFIT_FLAGS:
             command = [args.setfit_python, str(ROOT / "bench" / "setfit_run.py"), "--folder", str(folder)]
-            command += ["--seed", str(seed)]
+            command += ["--seed", str(seed), *SETFIT_FLAGS[method]]
         else:
             command = [sys.executable, str(ROOT / "Task4" / "task4.py"), "--task", f"task={folder}"]
             command += ["--seed", str(seed), "--output-dir", scratch, *TASK4_FLAGS[method]]
@@ -119,7 +126,7 @@ def run_method(method: str, folder: Path, seed: int, args: argparse.Namespace) -
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             return {"error": done.stderr.strip().splitlines()[-1:], "seconds": round(seconds, 1)}
-        if method == "setfit":
+        if method in SETFIT_FLAGS:
             scores = json.loads(done.stdout.strip().splitlines()[-1])
             return {"test": scores, "seconds": round(seconds, 1)}
         metrics = json.loads((Path(scratch) / "metrics.json").read_text())
@@ -206,8 +213,9 @@ def size_table(records: list[dict[str, Any]], per_class: int) -> list[str]:
             row.append(welch_interval(ours, theirs).describe() if enough else "–")
         lines.append("| " + " | ".join(row) + " |")
     lines.append(mean_row(records, per_class, methods, means))
-    if {"defaults", "finetune"} <= set(methods):
-        lines += ["", finetune_line(records, per_class)]
+    for pair in PAIRED:
+        if set(pair) <= set(methods):
+            lines += ["", paired_line(records, per_class, pair)]
     return lines
 
 
@@ -259,16 +267,16 @@ def seed_mean_differences(
     ]
 
 
-def finetune_line(records: list[dict[str, Any]], per_class: int) -> str:
-    """What the few-label path gains over cross-entropy fine-tuning: defaults − finetune, paired by seed."""
+def paired_line(records: list[dict[str, Any]], per_class: int, pair: tuple[str, str]) -> str:
+    """``first − second`` on the mean over the sets, paired by seed (e.g. defaults − finetune)."""
     parts = []
     for label, metric in (("accuracy", "accuracy"), ("macro-F1", "macro_f1")):
-        by_seed = seed_mean_differences(records, per_class, metric, ("defaults", "finetune"))
+        by_seed = seed_mean_differences(records, per_class, metric, pair)
         if len(by_seed) > 1:
             parts.append(f"{label} {welch_interval(by_seed, [0.0] * len(by_seed)).describe()}")
-    seeds = len(seed_mean_differences(records, per_class, "accuracy", ("defaults", "finetune")))
+    seeds = len(seed_mean_differences(records, per_class, "accuracy", pair))
     found = "; ".join(parts) if parts else "fewer than two seeds with every set"
-    return f"Defaults − finetune, mean over the sets, paired by seed ({seeds} seeds): {found}."
+    return f"{pair[0].capitalize()} − {pair[1]}, mean over the sets, paired by seed ({seeds} seeds): {found}."
 
 
 def paired_interval(

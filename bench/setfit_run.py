@@ -6,6 +6,9 @@ the packaged all-MiniLM-L6-v2, or --model. Run with the Python of an environment
 
     pip install -e ".[fewshot]"
     python bench/setfit_run.py --folder SAMPLE_DIR --seed 0
+
+--label-sentences K adds the rows Task 4's contrastive path adds (K copies of "This sentence is
+{label}." a class, sentence_mtl/training/label_sentences.py), to compare the two on the same rows.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from transformers.utils import logging as transformers_logging
 
 from sentence_mtl.data.task_folders import load_task_folder
 from sentence_mtl.encoder.model_files import packaged_model_path
+from sentence_mtl.training.label_sentences import task_with_label_sentences
 
 
 def main() -> None:
@@ -31,11 +35,18 @@ def main() -> None:
     parser.add_argument("--folder", required=True, help="a task folder with train.tsv and test.tsv")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="default: packaged all-MiniLM-L6-v2")
+    parser.add_argument(
+        "--label-sentences",
+        type=int,
+        default=0,
+        help='copies of "This sentence is {label}." added to each class',
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     transformers_logging.disable_progress_bar()
 
     task = load_task_folder("task", args.folder, dev_fraction=0)  # the same reader as Task 4's
+    task = task_with_label_sentences(task, args.label_sentences)  # the rows Task 4's defaults add
     train = Dataset.from_dict({"text": task.train.texts, "label": task.train.labels})
     model = SetFitModel.from_pretrained(str(args.model or packaged_model_path()))
     with tempfile.TemporaryDirectory(

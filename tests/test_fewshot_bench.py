@@ -109,11 +109,16 @@ def test_transfer_runs_name_their_source_and_are_paired_with_defaults_and_setfit
     assert " | ".join(interval for interval in intervals for _ in range(2)) + " |" in transfer_table
 
 
-def test_finetune_is_a_column_only_where_it_ran_and_is_paired_with_the_defaults(
+def test_finetune_and_pairs_only_are_columns_only_where_they_ran_and_are_paired_with_the_defaults(
     fewshot: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_set(tmp_path / "data")
-    scores = {"setfit": [0.60, 0.62, 0.64], "defaults": [0.70, 0.73, 0.74], "finetune": [0.50, 0.55, 0.53]}
+    scores = {
+        "setfit": [0.60, 0.62, 0.64],
+        "defaults": [0.70, 0.73, 0.74],
+        "finetune": [0.50, 0.55, 0.53],
+        "pairs_only": [0.65, 0.69, 0.70],
+    }
 
     def fake_run(method: str, folder: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         value = scores[method][seed]
@@ -136,3 +141,9 @@ def test_finetune_is_a_column_only_where_it_ran_and_is_paired_with_the_defaults(
     # Paired by seed, defaults − finetune: 20, 18, 21, so 19.7 ± t(0.975, 2) · 1.53 / √3 = 19.7 ± 3.79.
     expected = "paired by seed (3 seeds): accuracy +19.7 [+15.9, +23.5]; macro-F1 +19.7 [+15.9, +23.5]."
     assert expected in large
+    # Defaults − pairs_only: 5, 4, 4, so 4.3 ± 4.303 · 0.577 / √3 = 4.3 ± 1.43; no SetFit-with-names line.
+    assert (
+        "Defaults − pairs_only, mean over the sets, paired by seed (3 seeds): accuracy +4.3 [+2.9, +5.8]"
+        in large
+    )
+    assert "setfit_names" not in large

@@ -74,12 +74,21 @@ class TrainingConfig:
     cache_embeddings: bool = True
     frozen_solver: str = "convex"  # linear heads on a frozen encoder: "convex" (exact) or "sgd"
     method: str = "auto"  # how the encoder trains: "finetune", "contrastive", or chosen by labels per class
+    label_sentences: int = 8  # contrastive path: copies of "This sentence is {label}." a class; 0: none
 
     def validate(self) -> None:
         """Reject impossible values with a message that names the option."""
         if not str(self.output_dir).strip():
             raise InvalidInputError("--output-dir is empty; name the folder the run writes to")
         self._check_positive_integers()
+        if (
+            isinstance(self.label_sentences, bool)
+            or not isinstance(self.label_sentences, int)
+            or self.label_sentences < 0
+        ):
+            raise InvalidInputError(
+                f"--label-sentences must be an integer >= 0 (0 adds none), got {self.label_sentences!r}"
+            )
         if self.epochs is not None and not self.epochs > 0 and self.max_steps is None:
             raise InvalidInputError(f"--epochs must be positive, got {self.epochs}")
         for name in ("encoder_lr", "head_lr"):

@@ -22,11 +22,7 @@ from tqdm.auto import tqdm
 from sentence_mtl.data.task_folders import TaskData, tasks_by_name
 from sentence_mtl.devices import cpu_has_bf16, hardware_description, resolve_device
 from sentence_mtl.encoder.tokenization import Collator
-from sentence_mtl.errors import (
-    InvalidInputError,
-    TrainingDivergedError,
-    TrainingInterrupted,
-)
+from sentence_mtl.errors import InvalidInputError, TrainingDivergedError, TrainingInterrupted
 from sentence_mtl.model.multitask import MultiTaskModel, build_model
 from sentence_mtl.model.tasks import TaskSpec
 from sentence_mtl.training import checkpoint, distributed, evaluation
@@ -35,6 +31,7 @@ from sentence_mtl.training.config import TrainingConfig
 from sentence_mtl.training.contrastive import ContrastiveForwardAndLoss
 from sentence_mtl.training.convex import solve_heads
 from sentence_mtl.training.inputs import ModelInputs, TokenizedSplit, batch_streams, tokenize_split
+from sentence_mtl.training.label_sentences import with_label_sentences
 from sentence_mtl.training.method import choose_method, method_budget, training_rows_per_class
 from sentence_mtl.training.objective import ForwardAndLoss, task_loss
 from sentence_mtl.training.optimization import (
@@ -84,6 +81,9 @@ class Trainer:
         )
         self.train_task_names = config.named_tasks("train_tasks", self.tasks)
         self.selection_task_names = config.named_tasks("select_on", self.tasks)
+        rows_per_class = training_rows_per_class([self.tasks[name] for name in self.train_task_names])
+        if self.method == "contrastive":  # before tokenising: the label sentences are train rows
+            self.tasks = with_label_sentences(self.tasks, config.label_sentences)
 
         # Tokenise every split once; a frozen encoder's embeddings are computed once too.
         collator = self.model.collator(self.device)
@@ -109,7 +109,6 @@ class Trainer:
         self.convex = self.cached and config.frozen_solver == "convex" and self.model.head_type == "linear"
         has_dev = any(name in self.dev_data for name in self.selection_task_names)
         stage = "convex" if self.convex else self.method
-        rows_per_class = training_rows_per_class([self.tasks[name] for name in self.train_task_names])
         budget = method_budget(config, stage, self.batches_per_epoch, has_dev, rows_per_class)
         self.total_steps, self.eval_every = budget.total_steps, budget.eval_every
         self._build_optimizer(budget.warmup_steps)
