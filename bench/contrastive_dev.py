@@ -27,6 +27,11 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
                      on every row (the recipe up to 64 rows per class) and fine-tuning with 10 % of
                      the rows carved as dev to pick the checkpoint and stop early (the recipe above).
                      The learning curve that places the threshold: run it at --per-class 64, 128, ...
+  --stage label_names
+                     the default run with K copies of "This sentence is {label}." a class among the
+                     train rows (sentence_mtl/training/label_sentences.py), K ∈ {0, 2, 8}; the
+                     passes are the defaults' count for the N labelled rows per class
+--variants runs a subset of the stage's variants.
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
 --per-class is not 8; finished runs are skipped on a rerun.
 
@@ -45,6 +50,10 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
         --seeds 0 1 2
     python bench/contrastive_dev.py --stage method --per-class 128 --sets sst mpqa tweeteval_sentiment \
         --seeds 0 1
+    python bench/contrastive_dev.py --stage label_names --variants names0 names2 names8 \
+        --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage label_names --per-class 64 --variants names0 names8 \
+        --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --summary
 """
 
@@ -289,6 +298,8 @@ def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, 
     by_run = {(r["set"], r["seed"], r["variant"]): r for r in records}
     for variant in variants:
         mine = [r for r in records if r["variant"] == variant]
+        if not mine:  # a variant left out with --variants
+            continue
         paired = [(r, by_run.get((r["set"], r["seed"], default))) for r in mine]
         paired = [(r, base) for r, base in paired if base is not None]
         accuracy, f1 = (100 * statistics.fmean(r[key] for r in mine) for key in ("acc", "f1"))

@@ -12,10 +12,13 @@ the number of copies.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping, Sequence
 
 from sentence_mtl.data.task_folders import Split, TaskData
+
+logger = logging.getLogger(__name__)
 
 TEMPLATE = "This sentence is {}."
 
@@ -38,8 +41,16 @@ def with_label_sentences(tasks: Mapping[str, TaskData], copies: int) -> dict[str
 
 def task_with_label_sentences(task: TaskData, copies: int) -> TaskData:
     """``task`` with ``copies`` of each label's sentence added to its train rows (unchanged if none apply)."""
-    if copies < 1 or not names_are_words(task.labels):
+    if copies < 1:
         return task
+    if not names_are_words(task.labels):
+        logger.info("%s: its label names are not distinct words, so no label sentences are added", task.name)
+        return task
+    logger.info(
+        "%s: %d copies of a sentence naming each label join its train rows (--label-sentences 0: none)",
+        task.name,
+        copies,
+    )
     texts, labels = list(task.train.texts), list(task.train.labels)
     for index, name in enumerate(task.labels):
         texts += [label_sentence(name)] * copies
