@@ -225,17 +225,21 @@ def mean_row(
     methods: list[str],
     means: dict[tuple[str, str], list[float]],
 ) -> str:
-    """The mean over the seven sets of each method's per-set means, once every set has every method."""
-    if not all(len(means.get((method, "accuracy"), [])) == len(SETS) for method in methods):
-        return "| mean over the sets | " + " | ".join("–" for _ in range(len(methods) + 3)) + " |"
-    average = {key: statistics.fmean(values) for key, values in means.items()}
+    """The mean over the seven sets of each method's per-set means, for each method that ran every set."""
+    complete = [m for m in methods if len(means.get((m, "accuracy"), [])) == len(SETS)]
+    average = {key: statistics.fmean(values) for key, values in means.items() if key[0] in complete}
     row = ["mean over the sets"]
-    row += [f"{average[(m, 'accuracy')]:.1f} / {average[(m, 'macro_f1')]:.1f}" for m in methods]
-    seconds = [
-        [r["seconds"] for r in records if (r["per_class"], r["method"]) == (per_class, m)] for m in methods
-    ]
-    row.append(", ".join(f"{statistics.fmean(values):.1f}" for values in seconds))
-    if {"defaults", "setfit"} <= set(methods):
+    for method in methods:
+        shown = method in complete
+        row.append(
+            f"{average[(method, 'accuracy')]:.1f} / {average[(method, 'macro_f1')]:.1f}" if shown else "–"
+        )
+    seconds = {
+        m: [r["seconds"] for r in records if (r["per_class"], r["method"]) == (per_class, m)]
+        for m in complete
+    }
+    row.append(", ".join(f"{statistics.fmean(seconds[m]):.1f}" if m in complete else "–" for m in methods))
+    if {"defaults", "setfit"} <= set(complete):
         for key in ("accuracy", "macro_f1"):
             estimate = f"{average[('defaults', key)] - average[('setfit', key)]:+.1f}"
             by_seed = seed_mean_differences(records, per_class, key, ("defaults", "setfit"))

@@ -147,3 +147,20 @@ def test_finetune_and_pairs_only_are_columns_only_where_they_ran_and_are_paired_
         in large
     )
     assert "setfit_names" not in large
+
+
+def test_a_method_that_has_not_run_every_set_has_no_mean_and_the_others_keep_theirs(
+    fewshot: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size_table = fewshot["size_table"]
+    monkeypatch.setitem(size_table.__globals__, "SETS", ("toy", "other"))
+
+    def record(name: str, method: str, seed: int, value: float) -> dict[str, Any]:
+        test = {"accuracy": value, "macro_f1": value}
+        return {"set": name, "per_class": 4, "method": method, "seed": seed, "test": test, "seconds": 2.0}
+
+    records = [record(n, "setfit", seed, 0.60) for n in ("toy", "other") for seed in (0, 1)]
+    records += [record(n, "defaults", seed, 0.70 + seed / 100) for n in ("toy", "other") for seed in (0, 1)]
+    records += [record("toy", "setfit_names", 0, 0.65)]  # one set only, so far
+    mean = next(line for line in size_table(records, 4) if line.startswith("| mean over the sets"))
+    assert mean.startswith("| mean over the sets | 60.0 / 60.0 | 70.5 / 70.5 | – | 2.0, 2.0, – | +10.5;")
