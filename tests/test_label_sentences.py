@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from conftest import ToyData, tiny_config
 
 from sentence_mtl.data.task_folders import Split, TaskData
 from sentence_mtl.errors import InvalidInputError
-from sentence_mtl.training import Trainer, TrainingConfig
+from sentence_mtl.training import Trainer, TrainingConfig, load_saved_config
+from sentence_mtl.training.checkpoint import STATE_FILE
 from sentence_mtl.training.label_sentences import (
     label_sentence,
     names_are_words,
@@ -97,3 +99,12 @@ def test_the_contrastive_path_trains_on_the_label_sentences_and_counts_passes_by
 def test_a_label_sentence_count_that_is_not_a_whole_number_is_refused(copies: object) -> None:
     with pytest.raises(InvalidInputError, match="--label-sentences"):
         TrainingConfig(label_sentences=copies).validate()  # type: ignore[arg-type]
+
+
+def test_a_run_saved_before_label_sentences_existed_resumes_without_them(tmp_path: Path) -> None:
+    # Its rows had no label sentences; adding them on --resume would change the data mid-run.
+    for name, saved, expected in (("old", {"seed": 3}, 0), ("new", {"seed": 3, "label_sentences": 8}, 8)):
+        (tmp_path / name / "last").mkdir(parents=True)
+        (tmp_path / name / "last" / STATE_FILE).write_text(json.dumps({"config": saved}), encoding="utf-8")
+        config = load_saved_config(tmp_path / name)
+        assert config.label_sentences == expected and config.seed == 3

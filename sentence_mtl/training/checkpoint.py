@@ -22,7 +22,7 @@ import torch
 from sentence_mtl.errors import CheckpointError, CheckpointWriteError
 from sentence_mtl.io import atomic_directory, recover_directory
 from sentence_mtl.model.multitask import MultiTaskModel
-from sentence_mtl.training.config import TrainingConfig
+from sentence_mtl.training.config import BEFORE_THE_FIELD, TrainingConfig
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -224,4 +224,5 @@ def load_saved_config(output_dir: str | Path, device: str | None = None) -> Trai
         raise CheckpointError(
             f"cannot resume from {output_dir}: {state_file} is missing or unreadable"
         ) from error
-    return TrainingConfig.from_dict({**saved, "output_dir": str(output_dir), "device": device})
+    values = {**BEFORE_THE_FIELD, **saved, "output_dir": str(output_dir), "device": device}
+    return TrainingConfig.from_dict(values)

@@ -15,6 +15,8 @@ CLASS_WEIGHTS = ("none", "balanced")
 OBJECTIVES = ("macro_f1", "accuracy")
 FROZEN_SOLVERS = ("convex", "sgd")
 METHODS = ("auto", "finetune", "contrastive")
+# A run saved before one of these fields existed ran with this value; resuming it keeps that value.
+BEFORE_THE_FIELD: dict[str, Any] = {"label_sentences": 0}
 
 
 @dataclass
