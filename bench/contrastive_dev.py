@@ -23,13 +23,19 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
                      (passes, encoder LR, head LR): SetFit's differentiable-head settings (16, 1e-5,
                      1e-2), the same with the fine-tuning head LR (16, 1e-5, 1e-3), and fine-tuning's
                      own (4, 5e-5, 1e-3); all in the precision of the default run
+  --stage names_end_to_end
+                     the same with the defaults' 8 label sentences a class in the contrastive run, and
+                     SetFit's settings alone for the cross-entropy stage (on the labelled rows)
+  --stage soup       the defaults' run (8 label sentences a class), then a second and a third run on the
+                     same rows with other training seeds; the encoders of the first 2 and of all 3
+                     averaged (a uniform model soup, Wortsman et al. 2022) and the heads solved on them
   --stage method     the two recipes --method auto chooses between, each with its defaults: contrastive
                      on every row (the recipe up to 64 rows per class) and fine-tuning with 10 % of
                      the rows carved as dev to pick the checkpoint and stop early (the recipe above).
                      The learning curve that places the threshold: run it at --per-class 64, 128, ...
   --stage label_names
                      the default run with K copies of "This sentence is {label}." a class among the
-                     train rows (sentence_mtl/training/label_sentences.py), K ∈ {0, 2, 8}; the
+                     train rows (sentence_mtl/training/label_sentences.py), K ∈ {0, 2, 8, 16, 32, 64}; the
                      passes are the defaults' count for the N labelled rows per class
 --variants runs a subset of the stage's variants.
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
@@ -61,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import tempfile
@@ -86,6 +93,8 @@ DEV_ROWS = 600
 # end_to_end variant: (passes, encoder learning rate, head learning rate)
 END_TO_END = {"e16_enc1e-5_head1e-2": (16, 1e-5, 1e-2), "e16_enc1e-5_head1e-3": (16, 1e-5, 1e-3),
               "e4_enc5e-5_head1e-3": (4, 5e-5, 1e-3)}  # fmt: skip
+# After a contrastive run with the label sentences: SetFit's differentiable-head settings alone.
+NAMES_END_TO_END = {"e16_enc1e-5_head1e-2": END_TO_END["e16_enc1e-5_head1e-2"]}
 # name: (passes, encoder learning rate, loss, amp)
 STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "schedule": {
@@ -108,11 +117,15 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "heads": {name: (40, 5e-5, "pairs", "auto") for name in ("c1", "c0.1", "c10", "c100", "concat_c1")},
     # One default run; each variant fine-tunes a copy of it end to end (see END_TO_END).
     "end_to_end": {"contrastive": None, **dict.fromkeys(END_TO_END)},
+    # The same with the defaults' 8 label sentences a class in the contrastive run.
+    "names_end_to_end": {"names8": None, **dict.fromkeys(NAMES_END_TO_END)},
+    # The defaults' run, then the encoders of 2 and 3 runs from different training seeds averaged.
+    "soup": {name: None for name in ("names8", "soup2", "soup3")},
     # Each method with its own defaults (see method_run).
     "method": {"contrastive": None, "finetune": None},
     # The default run with K sentences "This sentence is {label}." a class added to the train rows
     # (training.label_sentences); the passes are the defaults' count for the sample alone (run_stage).
-    "label_names": {name: (40, 5e-5, "pairs", "auto") for name in ("names0", "names2", "names8")},
+    "label_names": {f"names{copies}": (40, 5e-5, "pairs", "auto") for copies in (0, 2, 8, 16, 32, 64)},
 }
 
 
@@ -193,10 +206,14 @@ def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
     }
 
 
-def trained_once(task: TaskData, seed: int) -> tuple[Trainer, dict[str, torch.Tensor], float]:
+def trained_once(
+    task: TaskData, seed: int, label_sentences: int = 0
+) -> tuple[Trainer, dict[str, torch.Tensor], float]:
     """One default contrastive run; the trainer, the encoder's pretrained weights and the training seconds."""
     with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
-        config = TrainingConfig(output_dir=scratch, method="contrastive", seed=seed, label_sentences=0)
+        config = TrainingConfig(
+            output_dir=scratch, method="contrastive", seed=seed, label_sentences=label_sentences
+        )
         trainer = Trainer(config, [task])
         pretrained = {key: value.clone() for key, value in trainer.model.encoder.state_dict().items()}
         metrics = trainer.fit(show_progress=False)
@@ -237,6 +254,26 @@ def interpolated_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
     return records
 
 
+def soup_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
+    """The defaults' run and two more training seeds on the same rows; their encoders averaged, heads solved.
+
+    A uniform model soup (Wortsman et al. 2022): the weights of runs from one pretrained start are
+    averaged, so prediction costs one encoder while training costs one run per member.
+    """
+    weights: list[dict[str, torch.Tensor]] = []
+    records, seconds = {}, 0.0
+    for member, variant in enumerate(STAGES["soup"]):
+        trainer, _, member_seconds = trained_once(task, seed + 1000 * member, label_sentences=8)
+        weights.append({key: value.clone() for key, value in trainer.model.encoder.state_dict().items()})
+        seconds += member_seconds
+        soup = {
+            key: sum(w[key] for w in weights) / len(weights) if value.is_floating_point() else value
+            for key, value in weights[0].items()
+        }
+        records[variant] = {**scored(*embedded(trainer, task, soup), 1.0), "train_sec": seconds}
+    return records
+
+
 def head_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
     """Each variant of the heads stage on one trained encoder: a C, or both encoders' embeddings at C = 1."""
     trainer, pretrained, seconds = trained_once(task, seed)
@@ -254,12 +291,22 @@ def head_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
     return records
 
 
-def end_to_end_runs(task: TaskData, seed: int) -> dict[str, dict[str, Any]]:
-    """The default run, then for each variant a copy of its encoder and solved head fine-tuned together."""
-    trainer, _, seconds = trained_once(task, seed)
+def end_to_end_runs(
+    task: TaskData,
+    seed: int,
+    label_sentences: int = 0,
+    settings: dict[str, tuple[int, float, float]] = END_TO_END,
+) -> dict[str, dict[str, Any]]:
+    """The default run, then for each setting a copy of its encoder and solved head fine-tuned together.
+
+    The cross-entropy stage trains on the task's labelled rows alone, with or without label sentences
+    in the contrastive run before it.
+    """
+    trainer, _, seconds = trained_once(task, seed, label_sentences)
     default = trainer.evaluate("test")[task.name]  # the model as the contrastive path leaves it
-    records = {"contrastive": {"acc": default["accuracy"], "f1": default["macro_f1"], "train_sec": seconds}}
-    for variant, (epochs, encoder_lr, head_lr) in END_TO_END.items():
+    first = "contrastive" if label_sentences == 0 else f"names{label_sentences}"
+    records = {first: {"acc": default["accuracy"], "f1": default["macro_f1"], "train_sec": seconds}}
+    for variant, (epochs, encoder_lr, head_lr) in settings.items():
         with tempfile.TemporaryDirectory(prefix="contrastive-dev-") as scratch:
             config = TrainingConfig(
                 output_dir=scratch,
@@ -319,7 +366,13 @@ def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, 
     return lines
 
 
-ONE_RUN_STAGES = {"interpolation": interpolated_runs, "heads": head_runs, "end_to_end": end_to_end_runs}
+ONE_RUN_STAGES = {
+    "interpolation": interpolated_runs,
+    "heads": head_runs,
+    "end_to_end": end_to_end_runs,
+    "soup": soup_runs,
+    "names_end_to_end": functools.partial(end_to_end_runs, label_sentences=8, settings=NAMES_END_TO_END),
+}
 
 
 def run_stage(args: argparse.Namespace) -> None:
