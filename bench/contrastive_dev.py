@@ -35,8 +35,9 @@ pairs; the heads are solved and scored on 600 rows of the set's dev split (seede
                      The learning curve that places the threshold: run it at --per-class 64, 128, ...
   --stage label_names
                      the default run with K copies of "This sentence is {label}." a class among the
-                     train rows (sentence_mtl/training/label_sentences.py), K ∈ {0, 2, 8, 16, 32, 64}; the
-                     passes are the defaults' count for the N labelled rows per class
+                     train rows (sentence_mtl/training/label_sentences.py), K ∈ {0, 2, 8, 64},
+                     or (templates8) 8 sentences a class spread over four templates; the passes are
+                     the defaults' count for the N labelled rows per class
 --variants runs a subset of the stage's variants.
 One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stage>_n<N>.jsonl when
 --per-class is not 8; finished runs are skipped on a rerun.
@@ -60,6 +61,11 @@ One JSON line a run (an α for interpolation) in OUT/<stage>.jsonl, or OUT/<stag
         --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
     python bench/contrastive_dev.py --stage label_names --per-class 64 --variants names0 names8 \
         --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage label_names --per-class 64 --variants names64 templates8 \
+        --sets sst mr mpqa cr subj tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage names_end_to_end --per-class 64 --sets sst mr mpqa cr subj \
+        tweeteval_sentiment --seeds 0 1 2
+    python bench/contrastive_dev.py --stage soup --per-class 64 --sets sst mr mpqa cr --seeds 0 1 2
     python bench/contrastive_dev.py --summary
 """
 
@@ -67,9 +73,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
-import statistics
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -79,10 +86,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dev_summary import summary
 from fewshot import sample_rows
 from sklearn.linear_model import LogisticRegression
 
-from sentence_mtl.analysis.comparison import welch_interval
 from sentence_mtl.data.task_folders import Split, TaskData, carve_dev, load_task_folder
 from sentence_mtl.training import Trainer, TrainingConfig, contrastive
 from sentence_mtl.training.convex import MAX_ITERATIONS, dev_metric
@@ -95,6 +102,8 @@ END_TO_END = {"e16_enc1e-5_head1e-2": (16, 1e-5, 1e-2), "e16_enc1e-5_head1e-3": 
               "e4_enc5e-5_head1e-3": (4, 5e-5, 1e-3)}  # fmt: skip
 # After a contrastive run with the label sentences: SetFit's differentiable-head settings alone.
 NAMES_END_TO_END = {"e16_enc1e-5_head1e-2": END_TO_END["e16_enc1e-5_head1e-2"]}
+# The templates8 variant's sentences naming a label: the defaults' first, then three as generic.
+TEMPLATES = ("This sentence is {}.", "This text is {}.", "It is {}.", "{}")
 # name: (passes, encoder learning rate, loss, amp)
 STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "schedule": {
@@ -125,7 +134,8 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     "method": {"contrastive": None, "finetune": None},
     # The default run with K sentences "This sentence is {label}." a class added to the train rows
     # (training.label_sentences); the passes are the defaults' count for the sample alone (run_stage).
-    "label_names": {f"names{copies}": (40, 5e-5, "pairs", "auto") for copies in (0, 2, 8, 16, 32, 64)},
+    "label_names": {f"names{copies}": (40, 5e-5, "pairs", "auto") for copies in (0, 2, 8, 64)}
+    | {"templates8": (40, 5e-5, "pairs", "auto")},
 }
 
 
@@ -204,6 +214,24 @@ def method_run(task: TaskData, seed: int, method: str) -> dict[str, Any]:
         "train_sec": metrics["train_seconds"],
         "wall_sec": round(wall, 1),
     }
+
+
+def templated_task(task: TaskData, copies: int) -> TaskData:
+    """``task`` with ``copies`` sentences a label, spread evenly over TEMPLATES, added to its train rows."""
+    texts, labels = list(task.train.texts), list(task.train.labels)
+    for index, label in enumerate(task.labels):
+        name = re.sub(r"[_-]+", " ", label).strip()
+        texts += [TEMPLATES[copy_ % len(TEMPLATES)].format(name) for copy_ in range(copies)]
+        labels += [index] * copies
+    return dataclasses.replace(task, train=Split(texts, labels, f"{task.train.source} and templates"))
+
+
+def label_run(task: TaskData, seed: int, variant: str, passes: float) -> dict[str, Any]:
+    """A label_names variant: namesK adds K copies of the defaults' sentence, templatesK K over TEMPLATES."""
+    schedule = (passes, *STAGES["label_names"][variant][1:])
+    if variant.startswith("templates"):
+        return run(templated_task(task, int(variant.removeprefix("templates"))), seed, schedule)
+    return run(task, seed, schedule, int(variant.removeprefix("names")))
 
 
 def trained_once(
@@ -325,47 +353,6 @@ def end_to_end_runs(
     return records
 
 
-def summary(out: Path) -> str:
-    """Mean dev accuracy / macro-F1 and seconds per variant, and each variant against the stage's default.
-
-    Seconds are the training loop's where every run has them, else the run's wall clock.
-    """
-    lines = []
-    for stage, variants in STAGES.items():
-        for path in sorted(out.glob(f"{stage}*.jsonl")):
-            records = [json.loads(line) for line in path.read_text().splitlines()]
-            lines += stage_summary(path.stem, variants, records)
-    return "\n".join(lines)
-
-
-def stage_summary(stage: str, variants: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-    """One line a variant: its means, and its paired difference from the stage's first (default) variant."""
-    lines = []
-    default = next(iter(variants))
-    by_run = {(r["set"], r["seed"], r["variant"]): r for r in records}
-    for variant in variants:
-        mine = [r for r in records if r["variant"] == variant]
-        if not mine:  # a variant left out with --variants
-            continue
-        paired = [(r, by_run.get((r["set"], r["seed"], default))) for r in mine]
-        paired = [(r, base) for r, base in paired if base is not None]
-        accuracy, f1 = (100 * statistics.fmean(r[key] for r in mine) for key in ("acc", "f1"))
-        clock = "train_sec" if all("train_sec" in r for r in records) else "wall_sec"
-        seconds = statistics.fmean(r[clock] for r in mine)
-        line = f"{stage} {variant}: {len(mine)} runs, dev acc {accuracy:.2f}, F1 {f1:.2f}, "
-        line += f"{seconds:.1f} s ({clock})"
-        if variant != default and len(paired) > 1:
-            intervals = []
-            for key in ("acc", "f1"):
-                differences = [r[key] - base[key] for r, base in paired]
-                # The paired differences' one-sample t interval: Welch's against a constant group.
-                intervals.append(welch_interval(differences, [0.0] * len(differences)).describe(scale=100))
-            speed = statistics.fmean(base[clock] / r[clock] for r, base in paired)
-            line += f"; − {default}, paired acc {intervals[0]}, F1 {intervals[1]}; {speed:.2f}× its speed"
-        lines.append(line)
-    return lines
-
-
 ONE_RUN_STAGES = {
     "interpolation": interpolated_runs,
     "heads": head_runs,
@@ -396,12 +383,7 @@ def run_stage(args: argparse.Namespace) -> None:
                 results = {variant: method_run(task, seed, variant) for variant in missing}
             elif args.stage == "label_names":  # the pass count the defaults give the sample alone
                 passes = contrastive.contrastive_passes(args.per_class)
-                results = {
-                    variant: run(
-                        task, seed, (passes, *variants[variant][1:]), int(variant.removeprefix("names"))
-                    )
-                    for variant in missing
-                }
+                results = {variant: label_run(task, seed, variant, passes) for variant in missing}
             else:
                 results = {variant: run(task, seed, variants[variant]) for variant in missing}
             for variant in missing:
@@ -430,7 +412,7 @@ def main() -> None:
     if args.stage:
         run_stage(args)
     if args.summary:
-        print(summary(args.out))
+        print(summary(args.out, STAGES))
 
 
 if __name__ == "__main__":
