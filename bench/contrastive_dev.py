@@ -76,7 +76,6 @@ import copy
 import dataclasses
 import functools
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -93,6 +92,7 @@ from sklearn.linear_model import LogisticRegression
 from sentence_mtl.data.task_folders import Split, TaskData, carve_dev, load_task_folder
 from sentence_mtl.training import Trainer, TrainingConfig, contrastive
 from sentence_mtl.training.convex import MAX_ITERATIONS, dev_metric
+from sentence_mtl.training.label_sentences import label_sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "contrastive_dev_results"
@@ -133,7 +133,8 @@ STAGES: dict[str, dict[str, tuple[float, float, str, str] | None]] = {
     # Each method with its own defaults (see method_run).
     "method": {"contrastive": None, "finetune": None},
     # The default run with K sentences "This sentence is {label}." a class added to the train rows
-    # (training.label_sentences); the passes are the defaults' count for the sample alone (run_stage).
+    # (training.label_sentences), or 8 spread over TEMPLATES; the passes are the defaults' count for
+    # the sample alone (run_stage).
     "label_names": {f"names{copies}": (40, 5e-5, "pairs", "auto") for copies in (0, 2, 8, 64)}
     | {"templates8": (40, 5e-5, "pairs", "auto")},
 }
@@ -220,8 +221,7 @@ def templated_task(task: TaskData, copies: int) -> TaskData:
     """``task`` with ``copies`` sentences a label, spread evenly over TEMPLATES, added to its train rows."""
     texts, labels = list(task.train.texts), list(task.train.labels)
     for index, label in enumerate(task.labels):
-        name = re.sub(r"[_-]+", " ", label).strip()
-        texts += [TEMPLATES[copy_ % len(TEMPLATES)].format(name) for copy_ in range(copies)]
+        texts += [label_sentence(label, TEMPLATES[copy_ % len(TEMPLATES)]) for copy_ in range(copies)]
         labels += [index] * copies
     return dataclasses.replace(task, train=Split(texts, labels, f"{task.train.source} and templates"))
 

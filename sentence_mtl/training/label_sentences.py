@@ -23,9 +23,9 @@ logger = logging.getLogger(__name__)
 TEMPLATE = "This sentence is {}."
 
 
-def label_sentence(label: str) -> str:
+def label_sentence(label: str, template: str = TEMPLATE) -> str:
     """The templated sentence for one label name; underscores and dashes read as spaces."""
-    return TEMPLATE.format(re.sub(r"[_-]+", " ", label).strip())
+    return template.format(re.sub(r"[_-]+", " ", label).strip())
 
 
 def names_are_words(labels: Sequence[str]) -> bool:
